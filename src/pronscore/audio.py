@@ -1,0 +1,133 @@
+"""Audio in: any file soundfile reads, any rate, any channel count -> 16 kHz mono float32.
+
+Silence is not an error here (scoring decides what to do with it) but :func:`is_silent`
+detects it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from pronscore.constants import MAX_DURATION_S, SAMPLE_RATE
+from pronscore.errors import AudioError
+
+AudioSource = str | Path | bytes | BinaryIO
+
+SILENCE_DBFS = -50.0
+"""Recordings whose loudest 25 ms frame stays below this level are treated as silent."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file was before conversion, for messages and model cards."""
+
+    sample_rate: int
+    channels: int
+    duration: float
+
+
+def _name(source: AudioSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return getattr(source, "name", None) or "<audio bytes>"
+
+
+def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Average channels, convert to float32 and resample to 16 kHz with soxr (HQ)."""
+    x = np.asarray(samples)
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+    x = x.astype(np.float32, copy=False)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if sample_rate != SAMPLE_RATE and x.size:
+        x = soxr.resample(x, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(x)
+
+
+def read_audio(
+    source: AudioSource, *, max_duration: float | None = MAX_DURATION_S
+) -> tuple[np.ndarray, AudioInfo]:
+    """Read ``source`` (path, bytes or binary file) and return 16 kHz mono float32 + info.
+
+    Raises :class:`AudioError` naming the file for missing, unreadable, empty or too long audio.
+    The duration limit is checked from the header before decoding, so a huge file costs nothing.
+    """
+    name = _name(source)
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise AudioError("file not found", path=name)
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with sf.SoundFile(handle) as f:
+            info = AudioInfo(f.samplerate, f.channels, f.frames / f.samplerate)
+            if max_duration is not None and info.duration > max_duration:
+                raise AudioError(
+                    f"audio is {info.duration:.1f} s long; the limit is {max_duration:g} s",
+                    path=name,
+                )
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except Exception as exc:  # soundfile raises several types for corrupt/unknown formats
+        raise AudioError(f"cannot decode audio ({exc})", path=name) from exc
+    if data.shape[0] == 0:
+        raise AudioError("audio is empty (0 samples)", path=name)
+    return to_mono_16k(data, info.sample_rate), info
+
+
+def load_audio(source: AudioSource, *, max_duration: float | None = MAX_DURATION_S) -> np.ndarray:
+    """Like :func:`read_audio` but only the samples."""
+    return read_audio(source, max_duration=max_duration)[0]
+
+
+def validate_samples(
+    samples: np.ndarray, *, name: str = "<array>", max_duration: float | None = MAX_DURATION_S
+) -> np.ndarray:
+    """Check an in-memory 16 kHz signal the way :func:`read_audio` checks a file."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise AudioError(f"expected mono 1-D samples, got shape {x.shape}", path=name)
+    if x.size == 0:
+        raise AudioError("audio is empty (0 samples)", path=name)
+    if not np.all(np.isfinite(x)):
+        raise AudioError("audio contains NaN or infinite samples", path=name)
+    if max_duration is not None and x.size / SAMPLE_RATE > max_duration:
+        raise AudioError(
+            f"audio is {x.size / SAMPLE_RATE:.1f} s long; the limit is {max_duration:g} s",
+            path=name,
+        )
+    return x
+
+
+def frame_dbfs(samples: np.ndarray, frame: int = 400, hop: int = 160) -> np.ndarray:
+    """Per-frame RMS level in dBFS (25 ms frames, 10 ms hop at 16 kHz)."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.size < frame:
+        x = np.pad(x, (0, frame - x.size))
+    n = 1 + (x.size - frame) // hop
+    idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
+    rms = np.sqrt(np.mean(x[idx] ** 2, axis=1) + 1e-12)
+    return (20.0 * np.log10(rms)).astype(np.float32)
+
+
+def is_silent(samples: np.ndarray, threshold_dbfs: float = SILENCE_DBFS) -> bool:
+    """True when no 25 ms frame rises above ``threshold_dbfs``."""
+    return bool(np.max(frame_dbfs(samples)) < threshold_dbfs)
+
+
+def to_int16_bytes(samples: np.ndarray) -> bytes:
+    """16-bit little-endian PCM, the input pocketsphinx expects."""
+    x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    return (x * 32767.0).astype("<i2").tobytes()
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV (for fixtures and examples)."""
+    sf.write(str(path), np.asarray(samples, dtype=np.float32), sample_rate, subtype="PCM_16")

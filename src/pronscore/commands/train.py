@@ -1,0 +1,27 @@
+"""Train a scoring model: ``pronscore train KIND ...``.
+
+Each kind lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+KINDS: dict[str, tuple[str, str]] = {
+    # kind: (module, help)
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind, (module, help_) in KINDS.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        p = sub.add_parser(kind, help=help_, description=help_)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_train_module=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(args._train_module).run(args) or 0)

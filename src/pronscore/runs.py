@@ -1,0 +1,52 @@
+"""Trained runs on disk: ``RUN_DIR/config.json`` names its ``kind``; a registry maps kinds to
+the predictor class that loads it.
+
+Every predictor implements :class:`Predictor`: ``from_pretrained(run_dir)`` and
+``predict_split(dataset_dir, split)`` returning one :class:`~pronscore.schema.Assessment` per
+utterance id. ``pronscore evaluate`` works through this and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Protocol
+
+from pronscore.errors import ModelError
+from pronscore.schema import Assessment
+
+PREDICTORS: dict[str, str] = {
+    # kind: "module:Class"
+}
+
+
+class Predictor(Protocol):
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path) -> Predictor: ...
+
+    def predict_split(
+        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
+    ) -> dict[str, Assessment]: ...
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ModelError("no config.json: not a pronscore run directory", path=run_dir)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"invalid JSON ({exc})", path=path) from exc
+    if "kind" not in config:
+        raise ModelError("missing run kind", path=path, field="kind")
+    return config
+
+
+def load_predictor(run_dir: str | Path) -> Predictor:
+    kind = read_run_config(run_dir)["kind"]
+    if kind not in PREDICTORS:
+        known = ", ".join(sorted(PREDICTORS)) or "none"
+        raise ModelError(f"unknown run kind {kind!r} (known: {known})", path=run_dir, field="kind")
+    module, cls = PREDICTORS[kind].split(":")
+    return getattr(importlib.import_module(module), cls).from_pretrained(run_dir)

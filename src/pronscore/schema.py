@@ -1,0 +1,127 @@
+"""One schema for labels and predictions.
+
+The corpus reader yields human scores as an :class:`Assessment`; every scorer returns one;
+evaluation compares two lists of them. ``None`` means "unknown" (unlabelled or not predicted).
+Scales follow Speechocean762: utterance and word scores 0-10, phone scores 0-2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+Score = float | None
+
+
+def _opt_float(value: Any) -> Score:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class PhoneAssessment:
+    """One canonical phone (ARPAbet with stress digit), its 0-2 score and optional timing (s)."""
+
+    phone: str
+    score: Score = None
+    start: float | None = None
+    end: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phone": self.phone, "score": self.score, "start": self.start, "end": self.end}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhoneAssessment:
+        return cls(
+            phone=str(d["phone"]),
+            score=_opt_float(d.get("score")),
+            start=_opt_float(d.get("start")),
+            end=_opt_float(d.get("end")),
+        )
+
+
+@dataclass(frozen=True)
+class WordAssessment:
+    """One word: 0-10 accuracy / stress / total, its phones, and a mispronunciation flag."""
+
+    text: str
+    accuracy: Score = None
+    stress: Score = None
+    total: Score = None
+    phones: tuple[PhoneAssessment, ...] = ()
+    mispronounced: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "accuracy": self.accuracy,
+            "stress": self.stress,
+            "total": self.total,
+            "mispronounced": self.mispronounced,
+            "phones": [p.to_dict() for p in self.phones],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WordAssessment:
+        flag = d.get("mispronounced")
+        return cls(
+            text=str(d["text"]),
+            accuracy=_opt_float(d.get("accuracy")),
+            stress=_opt_float(d.get("stress")),
+            total=_opt_float(d.get("total")),
+            phones=tuple(PhoneAssessment.from_dict(p) for p in d.get("phones") or ()),
+            mispronounced=None if flag is None else bool(flag),
+        )
+
+
+@dataclass(frozen=True)
+class UtteranceScores:
+    """Sentence-level scores on Speechocean762's 0-10 scales."""
+
+    accuracy: Score = None
+    completeness: Score = None
+    fluency: Score = None
+    prosodic: Score = None
+    total: Score = None
+
+    def to_dict(self) -> dict[str, Score]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UtteranceScores:
+        return cls(**{f.name: _opt_float(d.get(f.name)) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Scores of one utterance at every level, plus why scoring was limited, if it was.
+
+    ``status`` is ``"ok"`` or ``"failed"``; ``reason`` says what went wrong (for example a
+    failed alignment on silence) so callers can show it instead of silently low scores.
+    """
+
+    utterance: UtteranceScores = field(default_factory=UtteranceScores)
+    words: tuple[WordAssessment, ...] = ()
+    status: str = "ok"
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "utterance": self.utterance.to_dict(),
+            "words": [w.to_dict() for w in self.words],
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Assessment:
+        return cls(
+            utterance=UtteranceScores.from_dict(d.get("utterance") or {}),
+            words=tuple(WordAssessment.from_dict(w) for w in d.get("words") or ()),
+            status=str(d.get("status", "ok")),
+            reason=d.get("reason"),
+        )
+
+    @property
+    def phones(self) -> list[PhoneAssessment]:
+        """All phones of the utterance in order."""
+        return [p for w in self.words for p in w.phones]
