@@ -24,7 +24,9 @@ PHONES: tuple[str, ...] = (
 """The 39 ARPAbet phones (no stress) shared by CMUdict, Speechocean762 and pocketsphinx."""
 
 PHONE_INDEX: dict[str, int] = {p: i for i, p in enumerate(PHONES)}
-VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+VOWELS = frozenset(
+    {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+)
 
 _MARK = re.compile(r"(_[BIES])$")
 _WORD = re.compile(r"^[A-Z]+(?:'[A-Z]+)*'?$")
@@ -56,7 +58,7 @@ def normalize_words(text: str) -> list[str]:
     folded = folded.replace("\u2019", "'").replace("\u2018", "'")
     words = []
     for raw in folded.split():
-        w = raw.strip(".,;:!?\"()[]{}-\u2014\u2013\u201c\u201d").upper()
+        w = raw.strip('.,;:!?"()[]{}-\u2014\u2013\u201c\u201d').upper()
         if not w:
             continue
         if not _WORD.match(w):
