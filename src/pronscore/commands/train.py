@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 
 KINDS: dict[str, tuple[str, str]] = {
     # kind: (module, help)

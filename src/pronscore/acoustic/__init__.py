@@ -1,0 +1,1 @@
+"""Acoustic models upstream of the aligners: the embedded pocketsphinx GMM-HMM."""
