@@ -288,3 +288,15 @@ def _spread(utts: list[Utterance], limit: int) -> list[Utterance]:
             if q and len(picked) < limit:
                 picked.append(q.pop(0))
     return sorted(picked, key=lambda u: u.id)
+
+
+def split_references(dataset) -> tuple[dict[str, Assessment], dict[str, Any]]:
+    """Human labels and speaker metadata of a prepared split, keyed by utterance id."""
+    from pronscore.evaluation.metrics import UttMeta
+
+    cols = dataset.remove_columns([c for c in ("audio",) if c in dataset.column_names])
+    refs, meta = {}, {}
+    for row in cols:
+        refs[row["id"]] = row_labels(row)
+        meta[row["id"]] = UttMeta(age=row.get("age"), gender=row.get("gender"))
+    return refs, meta

@@ -1,0 +1,350 @@
+"""The acoustic model shipped inside the ``pocketsphinx`` wheel (en-us PTM GMM-HMM, 100 frames/s).
+
+:class:`PocketsphinxModel` owns two decoders per process (start-up is paid once):
+
+* an *alignment* decoder: word-level forced alignment (FSG) then a second, state-level pass;
+  its per-frame scores for all 5,126 senones are written by pocketsphinx to ``senlogdir`` (the
+  only way to reach them) on a tmpfs and read back as an int16 ``T x n_sen`` array;
+* a *phone-loop* decoder (``add_allphone_file``, uniform phone probabilities). It is separate
+  because pocketsphinx shares beams between the searches of one decoder.
+
+Scores. Pocketsphinx keeps acoustic scores as integers in log base 1.0001 shifted right by 10
+bits; one unit is :data:`SCORE_NATS` nats. With ``compallsen=True`` every frame's senone scores
+are normalised so that the best senone of the frame scores 0, so all scores are <= 0 and a
+per-frame average is already a frame-level GOP against the best unconstrained senone.
+
+Measured facts this module respects (pocketsphinx 5.1.1): ``bestpath=False``; one pseudo-word per
+pronunciation added with ``add_word`` (lower-case names; adding an existing name fails, so we
+look it up first); ``end_utt()`` always runs in a ``finally``; alignment fields are copied into
+tuples at once (holding pocketsphinx iterators segfaults); the first state of an utterance always
+reports score 0, so it is recomputed from the senone log; ``Segment.ascore == 1.0001**score``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+import tempfile
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pronscore.constants import MAX_DURATION_S, SAMPLE_RATE
+from pronscore.errors import AlignmentFailed, ModelError
+from pronscore.text import PHONES, base_phone
+
+FRAME_RATE = 100.0
+"""Frames per second of the pocketsphinx front end (10 ms shift)."""
+
+SCORE_NATS = 1024 * math.log(1.0001)
+"""Nats per pocketsphinx score unit (log base 1.0001, scores shifted by 10 bits)."""
+
+MODEL_PHONES: tuple[str, ...] = (*PHONES, "SIL", "+NSN+", "+SPN+")
+"""Column order of per-frame phone scores: the 39 ARPAbet phones, silence, then two noises."""
+
+FILLER_WORDS = frozenset({"<sil>", "<s>", "</s>", "[NOISE]", "+NSN+", "+SPN+", "SIL"})
+
+
+def model_dir() -> Path:
+    """The en-us acoustic model folder inside the installed pocketsphinx wheel."""
+    import pocketsphinx
+
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "en-us"
+    if not (path / "mdef").is_file():
+        raise ModelError("pocketsphinx en-us model not found", path=path)
+    return path
+
+
+@dataclass(frozen=True)
+class Mdef:
+    """What we need from the binary model definition: senone -> base (CI) phone."""
+
+    ciphones: tuple[str, ...]
+    sen2ci: np.ndarray  # (n_sen,) int32 index into ciphones
+
+    @property
+    def n_sen(self) -> int:
+        return int(self.sen2ci.size)
+
+
+def read_mdef(path: str | Path) -> Mdef:
+    """Parse pocketsphinx's binary ``mdef`` (format ``BMDF`` v1, little endian, homogeneous).
+
+    Layout: magic, version, header length + text, ten int32 counts, CI phone names (NUL
+    terminated, padded to 4 bytes), the CD tree (8 bytes a node), the phone table (ssid, tmat,
+    4 info bytes: filler flag for CI phones, ``wpos base left right`` for triphones) and, at the
+    very end of the file, the senone sequences (``n_sseq x n_emit_state`` int16).
+    """
+    data = Path(path).read_bytes()
+    magic, version, hlen = struct.unpack("<4sii", data[:12])
+    if magic != b"BMDF" or version != 1:
+        raise ModelError("not a little-endian binary mdef v1", path=path)
+    off = 12 + hlen
+    n_ci, n_phone, n_emit, _, n_sen, _, n_sseq, _, n_cd_tree, _ = struct.unpack(
+        "<10i", data[off : off + 40]
+    )
+    off += 40
+    names = tuple(n.decode("ascii") for n in data[off:].split(b"\0", n_ci)[:n_ci])
+    off += sum(len(n) + 1 for n in names)
+    off = (off + 3) // 4 * 4 + 8 * n_cd_tree
+    phone_t = np.dtype([("ssid", "<i4"), ("tmat", "<i4"), ("info", "u1", 4)])
+    table = np.frombuffer(data, dtype=phone_t, count=n_phone, offset=off)
+    sseq = np.frombuffer(data[len(data) - 2 * n_sseq * n_emit :], dtype="<i2").reshape(
+        n_sseq, n_emit
+    )
+    if sseq.max() != n_sen - 1 or sseq[0].tolist() != list(range(n_emit)):
+        raise ModelError("unexpected senone sequence table", path=path)
+    base = np.where(np.arange(n_phone) < n_ci, np.arange(n_phone), table["info"][:, 1])
+    sen2ci = np.full(n_sen, -1, dtype=np.int32)
+    sen2ci[sseq[table["ssid"]].ravel()] = np.repeat(base, n_emit)
+    if (sen2ci < 0).any():
+        raise ModelError("some senones belong to no phone", path=path)
+    return Mdef(names, sen2ci)
+
+
+@lru_cache(maxsize=1)
+def default_mdef() -> Mdef:
+    return read_mdef(model_dir() / "mdef")
+
+
+@dataclass(frozen=True)
+class StateSeg:
+    senone: int
+    start: int
+    end: int  # exclusive
+    score: int  # pocketsphinx units
+
+
+@dataclass(frozen=True)
+class PhoneSeg:
+    phone: str  # base phone as pocketsphinx names it (``SIL`` for silence)
+    start: int
+    end: int
+    score: int
+    states: tuple[StateSeg, ...]
+
+
+@dataclass(frozen=True)
+class WordSeg:
+    name: str  # pseudo-word name, or a filler such as ``<sil>``
+    start: int
+    end: int
+    phones: tuple[PhoneSeg, ...]
+
+    @property
+    def is_filler(self) -> bool:
+        return self.name in FILLER_WORDS or self.name.startswith(("<", "["))
+
+
+@dataclass(frozen=True)
+class ForcedResult:
+    """State-level forced alignment plus the senone scores of every frame."""
+
+    words: tuple[WordSeg, ...]  # fillers (silences) included, in time order
+    senscr: np.ndarray  # (T, n_sen) int16, >= 0, best senone of a frame is 0; lower is better
+
+
+@dataclass(frozen=True)
+class LoopSeg:
+    phone: str
+    start: int
+    end: int
+    score: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Decoder settings that matter for scoring (saved in ``FEATURES_DIR/meta.json``)."""
+
+    beam: float = 1e-60
+    pbeam: float = 1e-60
+    wbeam: float = 1e-40
+    max_duration: float = MAX_DURATION_S
+
+
+def word_name(phones: Sequence[str]) -> str:
+    """The pseudo-word for one pronunciation: ``("K", "AO1", "L")`` -> ``"k_ao_l"``."""
+    return "_".join(base_phone(p).lower() for p in phones)
+
+
+def _tmp_root() -> str | None:
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() else None
+
+
+def read_senlog(path: str | Path, n_sen: int) -> np.ndarray:
+    """Read a ``senlogdir`` file written with ``compallsen=True``: ``(T, n_sen)`` int16."""
+    data = Path(path).read_bytes()
+    head = data.find(b"endhdr\n")
+    if head < 0:
+        raise ModelError("senone log without header", path=path)
+    body = data[head + len(b"endhdr\n") + 4 :]  # 4 bytes: byte-order marker
+    frames = np.frombuffer(body, dtype="<i2")
+    if frames.size % (n_sen + 1):
+        raise ModelError("senone log is not all-senone (compallsen off?)", path=path)
+    frames = frames.reshape(-1, n_sen + 1)
+    if frames.size and (frames[:, 0] != n_sen).any():
+        raise ModelError("senone log has frames with inactive senones", path=path)
+    return frames[:, 1:]
+
+
+class PocketsphinxModel:
+    """Owns the decoders of one process. Not thread-safe; build one per worker process."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        import pocketsphinx as ps
+
+        self.config = config or ModelConfig()
+        self.mdef = default_mdef()
+        self._tmp = tempfile.mkdtemp(prefix="pronscore-ps-", dir=_tmp_root())
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        self._senlog = Path(self._tmp) / "senlog"
+        self._senlog.mkdir()
+        empty_dict = Path(self._tmp) / "empty.dict"
+        empty_dict.write_text("")
+        common = {
+            "hmm": str(model_dir()),
+            "lm": None,
+            "dict": str(empty_dict),
+            "loglevel": "ERROR",
+            "bestpath": False,
+            "compallsen": True,
+            "beam": self.config.beam,
+            "pbeam": self.config.pbeam,
+            "wbeam": self.config.wbeam,
+        }
+        try:
+            self._align = ps.Decoder(ps.Config(**common, senlogdir=str(self._senlog)))
+            self._loop = ps.Decoder(ps.Config(**common))
+            self._loop.add_allphone_file("phone_loop", None)
+            self._loop.activate_search("phone_loop")
+        except RuntimeError as exc:
+            raise ModelError(f"cannot start pocketsphinx ({exc})", path=model_dir()) from exc
+
+    def close(self) -> None:
+        self._cleanup()
+
+    def _ensure_word(self, phones: Sequence[str]) -> str:
+        name = word_name(phones)
+        if self._align.lookup_word(name) is None:
+            self._align.add_word(name, " ".join(base_phone(p) for p in phones), True)
+        return name
+
+    def _decode(self, decoder, raw: bytes) -> None:
+        decoder.start_utt()
+        try:
+            decoder.process_raw(raw, full_utt=True)
+        finally:
+            decoder.end_utt()
+
+    def force_align(self, raw: bytes, prons: Sequence[Sequence[str]]) -> ForcedResult:
+        """Two-pass forced alignment of ``prons`` (one phone tuple per word) on int16 audio.
+
+        Raises :class:`AlignmentFailed` when pocketsphinx finds no path (text that does not fit,
+        audio too short for the phones, ...).
+        """
+        if not prons or any(not p for p in prons):
+            raise AlignmentFailed("nothing to align (empty pronunciation)")
+        names = [self._ensure_word(p) for p in prons]
+        for f in self._senlog.iterdir():
+            f.unlink()
+        try:
+            self._align.set_align_text(" ".join(names))
+            self._decode(self._align, raw)
+            hyp = self._align.hyp()
+            if hyp is None or hyp.hypstr.split() != names:
+                raise AlignmentFailed("no alignment path: the text does not fit the audio")
+            self._align.set_alignment()
+            for f in self._senlog.iterdir():
+                f.unlink()
+            self._decode(self._align, raw)
+            words = _copy_alignment(self._align.get_alignment())
+        except RuntimeError as exc:
+            raise AlignmentFailed(f"pocketsphinx alignment failed ({exc})") from exc
+        logs = sorted(self._senlog.iterdir())
+        if not logs:
+            raise AlignmentFailed("pocketsphinx wrote no senone scores")
+        senscr = read_senlog(logs[-1], self.mdef.n_sen)
+        if not words:
+            raise AlignmentFailed("no alignment path: the text does not fit the audio")
+        return ForcedResult(_fix_first_state(words, senscr), senscr)
+
+    def phone_loop(self, raw: bytes) -> tuple[LoopSeg, ...]:
+        """Free phone recognition (uniform phone loop); segments in time order."""
+        try:
+            self._decode(self._loop, raw)
+            segs = [(s.word, s.start_frame, s.end_frame, s.ascore) for s in self._loop.seg()]
+        except RuntimeError as exc:
+            raise AlignmentFailed(f"pocketsphinx phone loop failed ({exc})") from exc
+        return tuple(
+            LoopSeg(w, s, e + 1, round(math.log(max(a, 1e-300)) / math.log(1.0001)))
+            for w, s, e, a in segs
+        )
+
+
+def _copy_alignment(al) -> tuple[WordSeg, ...]:
+    """Copy every field out of pocketsphinx's alignment at once (its iterators must not live)."""
+    if al is None:
+        return ()
+    words = []
+    for w in al:
+        phones = []
+        for p in w:
+            states = tuple(StateSeg(int(s.name), s.start, s.start + s.duration, s.score) for s in p)
+            phones.append(PhoneSeg(p.name, p.start, p.start + p.duration, p.score, states))
+        words.append(WordSeg(w.name, w.start, w.start + w.duration, tuple(phones)))
+    return tuple(words)
+
+
+def _fix_first_state(words: tuple[WordSeg, ...], senscr: np.ndarray) -> tuple[WordSeg, ...]:
+    """Pocketsphinx reports 0 for the utterance's first state: use its senone scores instead."""
+    w0 = words[0]
+    p0 = w0.phones[0]
+    s0 = p0.states[0]
+    if s0.score != 0 or s0.end > senscr.shape[0]:
+        return words
+    score = -int(senscr[s0.start : s0.end, s0.senone].astype(np.int64).sum())
+    state = StateSeg(s0.senone, s0.start, s0.end, score)
+    phone = PhoneSeg(p0.phone, p0.start, p0.end, p0.score + score, (state, *p0.states[1:]))
+    word = WordSeg(w0.name, w0.start, w0.end, (phone, *w0.phones[1:]))
+    return (word, *words[1:])
+
+
+def phone_frame_scores(senscr: np.ndarray, mdef: Mdef | None = None) -> np.ndarray:
+    """``(T, 42)`` per-frame log-likelihoods in nats of :data:`MODEL_PHONES`.
+
+    Each phone's score is its best senone in the frame (max-pooling), relative to the frame's
+    best senone overall (so the best phone of a frame scores 0).
+    """
+    mdef = mdef or default_mdef()
+    order, starts, cols = _pool_plan(mdef)
+    pooled = np.minimum.reduceat(senscr[:, order], starts, axis=1)  # (T, n_ci)
+    return (-SCORE_NATS * pooled[:, cols]).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _pool_plan(mdef: Mdef) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.argsort(mdef.sen2ci, kind="stable")
+    ci_sorted = mdef.sen2ci[order]
+    starts = np.flatnonzero(np.r_[True, ci_sorted[1:] != ci_sorted[:-1]])
+    present = ci_sorted[starts]
+    pos = {int(c): i for i, c in enumerate(present)}
+    cols = np.array([pos[mdef.ciphones.index(p)] for p in MODEL_PHONES])
+    return order, starts, cols
+
+
+def samples_to_raw(samples: np.ndarray) -> bytes:
+    """16 kHz float32 samples -> the int16 bytes pocketsphinx reads."""
+    from pronscore.audio import to_int16_bytes
+
+    return to_int16_bytes(samples)
+
+
+def n_frames(samples: np.ndarray) -> int:
+    """Frames pocketsphinx makes of ``samples`` (10 ms shift), for failed results."""
+    return int(len(samples) * FRAME_RATE // SAMPLE_RATE)

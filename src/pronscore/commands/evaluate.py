@@ -1,0 +1,51 @@
+"""Score a prepared split with a trained run and print or write the metrics JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pronscore.dataset import load_split, split_references
+from pronscore.evaluation.metrics import N_BOOTSTRAP, evaluate_assessments, format_table
+from pronscore.runs import load_predictor
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a trained RUN_DIR (any kind)")
+    p.add_argument("--data", required=True, help="DATASET_DIR written by `pronscore prepare`")
+    p.add_argument("--split", default="dev", help="split to score (dev, test, ...)")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON")
+    p.add_argument("--out", help="also write the metrics JSON to this file")
+    p.add_argument("--predictions", help="write predictions as JSON lines (id + assessment)")
+    p.add_argument("--plots", help="write prediction-vs-human scatter PNGs into this folder")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes for feature extraction")
+    p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP, help="bootstrap resamples")
+
+
+def run(args: argparse.Namespace) -> int:
+    refs, meta = split_references(load_split(args.data, args.split))
+    hyps = load_predictor(args.run_dir).predict_split(args.data, args.split, jobs=args.jobs)
+    metrics = evaluate_assessments(refs, hyps, meta, n_boot=args.bootstrap)
+    metrics["run"] = str(Path(args.run_dir).resolve())
+    metrics["split"] = args.split
+    text = json.dumps(metrics, indent=2)
+    if args.out:
+        _write_atomic(Path(args.out), text)
+    if args.predictions:
+        lines = (json.dumps({"id": i, **hyps[i].to_dict()}) for i in sorted(hyps))
+        _write_atomic(Path(args.predictions), "\n".join(lines) + "\n")
+    if args.plots:
+        from pronscore.evaluation.plots import scatter_plots
+
+        scatter_plots(refs, hyps, args.plots)
+    print(text if args.json else format_table(metrics), file=sys.stdout)
+    return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics JSON (PCC, MSE, bootstrap CI, subgroups), reports and plots."""

@@ -1,0 +1,193 @@
+"""Metrics shared by every command: PCC, MSE and bootstrap 95% CIs per aspect and level.
+
+The JSON layout (kept stable; independent evaluation reads it)::
+
+    {"n_utterances": N,
+     "utterance": {"total": {"pcc": r, "ci95": [lo, hi], "mse": m, "n": k}, ...},
+     "word": {"accuracy": {...}, "stress": {...}, "total": {...}},
+     "phone": {"accuracy": {...}},
+     "subgroups": {"child": {<same three levels>, "n_utterances": n}, "adult": ..., "male": ...,
+                   "female": ...}}
+
+Bootstrap CIs resample *utterances* (with all their words and phones), so correlated words of
+one speaker/utterance do not make the interval look tighter than it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from pronscore.constants import CHILD_MAX_AGE, PHONE_ASPECTS, UTTERANCE_ASPECTS, WORD_ASPECTS
+from pronscore.schema import Assessment
+
+N_BOOTSTRAP = 1000
+
+
+@dataclass(frozen=True)
+class UttMeta:
+    """What subgroup metrics need to know of an utterance's speaker."""
+
+    age: int | None = None
+    gender: str | None = None
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Reference/prediction pairs with the index of the utterance each came from."""
+
+    ref: np.ndarray
+    hyp: np.ndarray
+    utt: np.ndarray
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson correlation; ``None`` when undefined (fewer than 2 points or a constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 2:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return None if denom == 0 else float((dx * dy).sum() / denom)
+
+
+def _moments(p: Pairs, n_utts: int) -> np.ndarray:
+    """Per-utterance sums (n, x, y, xx, yy, xy) so a bootstrap is one matrix product."""
+    x, y = p.ref, p.hyp
+    cols = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
+    out = np.zeros((n_utts, 6))
+    np.add.at(out, p.utt, cols)
+    return out
+
+
+def _pcc_from_moments(m: np.ndarray) -> np.ndarray:
+    n, sx, sy, sxx, syy, sxy = (m[..., i] for i in range(6))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        var = (sxx - sx * sx / n) * (syy - sy * sy / n)
+        return cov / np.sqrt(var)
+
+
+def bootstrap_ci(
+    p: Pairs, n_utts: int, *, n_boot: int = N_BOOTSTRAP, seed: int = 0
+) -> list[float] | None:
+    """Percentile 95% CI of the PCC, resampling utterances with replacement."""
+    if p.ref.size < 3 or n_boot <= 0:
+        return None
+    moments = _moments(p, n_utts)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_utts, np.full(n_utts, 1.0 / n_utts), size=n_boot)
+    rs = _pcc_from_moments(counts @ moments)
+    rs = rs[np.isfinite(rs)]
+    if rs.size == 0:
+        return None
+    lo, hi = np.percentile(rs, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def summarize(p: Pairs, n_utts: int, *, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict:
+    """``{"pcc", "ci95", "mse", "n"}`` for one aspect."""
+    n = int(p.ref.size)
+    if n == 0:
+        return {"pcc": None, "ci95": None, "mse": None, "n": 0}
+    return {
+        "pcc": pearson(p.ref, p.hyp),
+        "ci95": bootstrap_ci(p, n_utts, n_boot=n_boot, seed=seed),
+        "mse": float(np.mean((p.ref - p.hyp) ** 2)),
+        "n": n,
+    }
+
+
+def collect_pairs(refs: list[Assessment], hyps: list[Assessment]) -> dict[str, dict[str, Pairs]]:
+    """Every labelled-and-predicted value, per level and aspect.
+
+    Words pair by position in the utterance (both sides follow the prompt's words); phones by
+    position within their word. Pairs where either side is ``None`` are left out.
+    """
+    acc: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+
+    def add(level: str, aspect: str, r: float | None, h: float | None, i: int) -> None:
+        if r is not None and h is not None:
+            acc.setdefault((level, aspect), []).append((r, h, i))
+
+    for i, (ref, hyp) in enumerate(zip(refs, hyps, strict=True)):
+        for a in UTTERANCE_ASPECTS:
+            add("utterance", a, getattr(ref.utterance, a), getattr(hyp.utterance, a), i)
+        for rw, hw in zip(ref.words, hyp.words, strict=False):
+            for a in WORD_ASPECTS:
+                add("word", a, getattr(rw, a), getattr(hw, a), i)
+            for rp, hp in zip(rw.phones, hw.phones, strict=False):
+                add("phone", "accuracy", rp.score, hp.score, i)
+    levels = {"utterance": UTTERANCE_ASPECTS, "word": WORD_ASPECTS, "phone": PHONE_ASPECTS}
+    out: dict[str, dict[str, Pairs]] = {}
+    for level, aspects in levels.items():
+        out[level] = {}
+        for a in aspects:
+            arr = np.asarray(acc.get((level, a), []), dtype=float).reshape(-1, 3)
+            out[level][a] = Pairs(arr[:, 0], arr[:, 1], arr[:, 2].astype(int))
+    return out
+
+
+def _levels(refs: list[Assessment], hyps: list[Assessment], n_boot: int, seed: int) -> dict:
+    pairs = collect_pairs(refs, hyps)
+    return {
+        level: {a: summarize(p, len(refs), n_boot=n_boot, seed=seed) for a, p in aspects.items()}
+        for level, aspects in pairs.items()
+    }
+
+
+def subgroup_of(meta: UttMeta) -> list[str]:
+    groups = []
+    if meta.age is not None:
+        groups.append("child" if meta.age <= CHILD_MAX_AGE else "adult")
+    if meta.gender in ("m", "male"):
+        groups.append("male")
+    elif meta.gender in ("f", "female"):
+        groups.append("female")
+    return groups
+
+
+def evaluate_assessments(
+    refs: Mapping[str, Assessment],
+    hyps: Mapping[str, Assessment],
+    meta: Mapping[str, UttMeta] | None = None,
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict:
+    """The metrics JSON for predictions ``hyps`` against labels ``refs`` (keyed by utt id).
+
+    Utterances without a prediction are counted in ``n_missing`` and left out.
+    """
+    ids = sorted(i for i in refs if i in hyps)
+    r, h = [refs[i] for i in ids], [hyps[i] for i in ids]
+    result = {"n_utterances": len(ids), "n_missing": len(refs) - len(ids)}
+    result.update(_levels(r, h, n_boot, seed))
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        for g in subgroup_of((meta or {}).get(i, UttMeta())):
+            groups.setdefault(g, []).append(i)
+    result["subgroups"] = {
+        g: {
+            "n_utterances": len(members),
+            **_levels([refs[i] for i in members], [hyps[i] for i in members], n_boot, seed),
+        }
+        for g, members in sorted(groups.items())
+    }
+    return result
+
+
+def format_table(metrics: dict) -> str:
+    """A short human-readable table of PCC [CI] / MSE / n per level and aspect."""
+    lines = [f"utterances: {metrics['n_utterances']}"]
+    for level in ("utterance", "word", "phone"):
+        for aspect, m in metrics.get(level, {}).items():
+            if not m["n"]:
+                continue
+            ci = m["ci95"]
+            ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            pcc = "n/a" if m["pcc"] is None else f"{m['pcc']:.3f}"
+            lines.append(f"{level:9s} {aspect:12s} PCC {pcc}{ci_s}  MSE {m['mse']:.3f}  n={m['n']}")
+    return "\n".join(lines)
