@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -181,9 +182,16 @@ def _row(utt: Utterance, max_duration: float) -> dict[str, Any]:
     }
 
 
-def _rows(utts: list[Utterance], max_duration: float, desc: str, progress: bool):
+def _rows(
+    utts: tuple[Utterance, ...], max_duration: float, strict: bool, desc: str, progress: bool
+):
     for u in tqdm(utts, desc=desc, disable=not progress):
-        yield _row(u, max_duration)
+        try:
+            yield _row(u, max_duration)
+        except CorpusError as err:
+            if strict:
+                raise
+            tqdm.write(f"skipped: {err}", file=sys.stderr)
 
 
 def _fingerprint(corpus_dir: Path, config: PrepareConfig) -> dict[str, Any]:
@@ -216,7 +224,7 @@ def prepare_dataset(
     leaves nothing behind. When ``out_dir`` already holds a dataset prepared from the same
     corpus files with the same settings, nothing is redone.
     """
-    from datasets import Dataset, DatasetDict, disable_progress_bars
+    from datasets import DatasetDict, disable_progress_bars
 
     from pronscore.corpora.speechocean762 import prepare_speechocean762
 
@@ -235,18 +243,7 @@ def prepare_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         built = {
-            name: Dataset.from_generator(
-                _rows,
-                features=dataset_features(),
-                cache_dir=str(tmp / "cache"),
-                gen_kwargs={
-                    "utts": tuple(utts),  # a list would be sharded
-                    "max_duration": config.max_duration,
-                    "desc": name,
-                    "progress": progress,
-                },
-            )
-            for name, utts in splits.items()
+            name: _build_split(name, utts, config, tmp, progress) for name, utts in splits.items()
         }
         DatasetDict(built).save_to_disk(str(tmp / "data"))
         del built
@@ -259,6 +256,29 @@ def prepare_dataset(
     for name, utts in splits.items():
         log(f"{name}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers")
     return out
+
+
+def _build_split(
+    name: str, utts: list[Utterance], config: PrepareConfig, tmp: Path, progress: bool
+):
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    kwargs = {
+        "utts": tuple(utts),  # a list would be sharded
+        "max_duration": config.max_duration,
+        "strict": config.strict,
+        "desc": name,
+        "progress": progress,
+    }
+    try:
+        return Dataset.from_generator(
+            _rows, features=dataset_features(), cache_dir=str(tmp / "cache"), gen_kwargs=kwargs
+        )
+    except DatasetGenerationError as exc:  # surface our own error, not the wrapper
+        if isinstance(exc.__cause__, CorpusError):
+            raise exc.__cause__ from None
+        raise
 
 
 def _assign_splits(

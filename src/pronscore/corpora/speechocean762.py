@@ -44,6 +44,9 @@ def prepare_speechocean762(
         raise CorpusError("corpus folder not found", path=root)
     if not any((root / s).is_dir() for s in SPLITS) and _parquet_files(root):
         return read_parquet_export(root, strict=strict)
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if not present:
+        raise CorpusError("no train/ or test/ folder and no parquet files", path=root)
     problems: list[CorpusError] = []
 
     def report(err: CorpusError) -> None:
@@ -57,11 +60,8 @@ def prepare_speechocean762(
     lexicon = read_lexicon(resource / "lexicon.txt") if (resource / "lexicon.txt").is_file() else {}
     splits = {
         split: _read_split(root, split, scores, text_phone, report, check_audio)
-        for split in SPLITS
-        if (root / split).is_dir()
+        for split in present
     }
-    if not splits:
-        raise CorpusError("no train/ or test/ folder and no parquet files", path=root)
     return CorpusManifest(splits=splits, problems=tuple(problems), lexicon=lexicon)
 
 

@@ -1,0 +1,92 @@
+"""Audio loading: rates, channels, sample formats and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pronscore.audio import is_silent, load_audio, read_audio, to_int16_bytes, validate_samples
+from pronscore.errors import AudioError
+
+
+def _sine(sr: int, seconds: float = 1.0, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
+def test_any_rate_becomes_16k(tmp_path: Path, sr: int) -> None:
+    path = tmp_path / f"a{sr}.wav"
+    sf.write(path, _sine(sr), sr)
+    x, info = read_audio(path)
+    assert info.sample_rate == sr and x.dtype == np.float32
+    assert abs(x.size - 16000) <= 2
+    # the tone survives resampling: its spectrum peaks at 440 Hz
+    assert abs(np.argmax(np.abs(np.fft.rfft(x))) * 16000 / x.size - 440) < 3
+
+
+def test_stereo_to_mono_and_int_to_float(tmp_path: Path) -> None:
+    left = _sine(16000)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    sf.write(tmp_path / "s.wav", (stereo * 32767).astype(np.int16), 16000, subtype="PCM_16")
+    x, info = read_audio(tmp_path / "s.wav")
+    assert info.channels == 2 and x.ndim == 1
+    np.testing.assert_allclose(x, left / 2, atol=1e-3)
+
+
+def test_flac(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.flac", _sine(16000), 16000)
+    assert load_audio(tmp_path / "a.flac").size == 16000
+
+
+def test_bytes_input() -> None:
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, _sine(44100), 44100, format="WAV")
+    assert abs(load_audio(buf.getvalue()).size - 16000) <= 2
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="nope.wav: file not found"):
+        load_audio(tmp_path / "nope.wav")
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
+    with pytest.raises(AudioError, match="corrupt.wav: cannot decode audio"):
+        load_audio(bad)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="empty.wav: audio is empty"):
+        load_audio(empty)
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
+    with pytest.raises(AudioError, match="zero.wav: cannot decode"):
+        load_audio(zero)
+
+
+def test_too_long_checked_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(16000 * 5, np.float32), 16000)
+    with pytest.raises(AudioError, match=r"5.0 s long; the limit is 4 s"):
+        load_audio(path, max_duration=4)
+    assert load_audio(path, max_duration=None).size == 16000 * 5
+
+
+def test_silence_detected_not_rejected(tmp_path: Path) -> None:
+    sf.write(tmp_path / "quiet.wav", np.zeros(16000, np.float32), 16000)
+    x = load_audio(tmp_path / "quiet.wav")
+    assert is_silent(x)
+    assert not is_silent(_sine(16000))
+    assert not is_silent(np.concatenate([np.zeros(8000, np.float32), _sine(16000, 0.1)]))
+
+
+def test_validate_samples_and_int16() -> None:
+    with pytest.raises(AudioError, match="mono"):
+        validate_samples(np.zeros((2, 10)))
+    with pytest.raises(AudioError, match="NaN"):
+        validate_samples(np.array([0.0, np.nan]))
+    raw = to_int16_bytes(np.array([0.0, 1.0, -1.0, 2.0], np.float32))
+    assert np.frombuffer(raw, "<i2").tolist() == [0, 32767, -32767, 32767]

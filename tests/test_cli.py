@@ -1,0 +1,32 @@
+"""The command line: help, errors as one clear line, prepare on a synthetic corpus."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pronscore.cli import main
+from synthetic_corpus import make_corpus
+
+
+def test_help_lists_commands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pronscore.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for cmd in ("prepare", "evaluate"):
+        assert cmd in out
+
+
+def test_prepare_and_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_corpus(tmp_path / "c")
+    assert main(["prepare", str(root), "--out", str(tmp_path / "ds"), "--quiet"]) == 0
+    assert "train:" in capsys.readouterr().out
+    assert main(["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pronscore prepare: error:") and "corpus folder not found" in err

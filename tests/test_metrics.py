@@ -1,0 +1,69 @@
+"""Metrics against scipy, bootstrap CIs, levels and subgroups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr
+
+from pronscore.evaluation.metrics import (
+    Pairs,
+    UttMeta,
+    bootstrap_ci,
+    evaluate_assessments,
+    format_table,
+    pearson,
+)
+from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+
+
+def test_pearson_matches_scipy() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = 0.6 * x + rng.normal(size=200)
+    assert pearson(x, y) == pytest.approx(pearsonr(x, y)[0], abs=1e-12)
+    assert pearson([1, 1, 1], [1, 2, 3]) is None
+    assert pearson([1], [2]) is None
+
+
+def test_bootstrap_contains_estimate_and_shrinks() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=400)
+    y = 0.5 * x + rng.normal(size=400)
+    r = pearson(x, y)
+    small = bootstrap_ci(Pairs(x[:50], y[:50], np.arange(50)), 50)
+    big = bootstrap_ci(Pairs(x, y, np.arange(400)), 400)
+    assert big[0] < r < big[1]
+    assert big[1] - big[0] < small[1] - small[0]
+
+
+def _assessment(u: float, word: float, phone: float) -> Assessment:
+    return Assessment(
+        utterance=UtteranceScores(accuracy=u, completeness=10, fluency=u, prosodic=u, total=u),
+        words=(WordAssessment("A", word, 10, word, (PhoneAssessment("AH0", phone),)),),
+    )
+
+
+def test_evaluate_layout_and_values() -> None:
+    rng = np.random.default_rng(2)
+    refs, hyps, meta = {}, {}, {}
+    truth = rng.uniform(2, 10, size=60)
+    noisy = truth + rng.normal(scale=1.0, size=60)
+    for i in range(60):
+        uid = f"u{i:03d}"
+        refs[uid] = _assessment(truth[i], truth[i], truth[i] / 5)
+        hyps[uid] = _assessment(noisy[i], noisy[i], None if i % 2 else noisy[i] / 5)
+        meta[uid] = UttMeta(age=8 if i < 30 else 30, gender="m" if i % 3 else "f")
+    hyps.pop("u059")
+    m = evaluate_assessments(refs, hyps, meta, n_boot=200)
+    assert m["n_utterances"] == 59 and m["n_missing"] == 1
+    tot = m["utterance"]["total"]
+    assert tot["pcc"] == pytest.approx(pearsonr(truth[:59], noisy[:59])[0])
+    assert tot["ci95"][0] < tot["pcc"] < tot["ci95"][1] and tot["n"] == 59
+    assert tot["mse"] == pytest.approx(np.mean((truth[:59] - noisy[:59]) ** 2))
+    assert m["utterance"]["completeness"]["pcc"] is None  # constant labels
+    assert m["word"]["accuracy"]["n"] == 59 and m["phone"]["accuracy"]["n"] == 30
+    assert set(m["subgroups"]) == {"child", "adult", "male", "female"}
+    assert m["subgroups"]["child"]["n_utterances"] == 30
+    assert m["subgroups"]["adult"]["utterance"]["total"]["n"] == 29
+    assert "utterance total" in format_table(m)
