@@ -67,3 +67,14 @@ def test_evaluate_layout_and_values() -> None:
     assert m["subgroups"]["child"]["n_utterances"] == 30
     assert m["subgroups"]["adult"]["utterance"]["total"]["n"] == 29
     assert "utterance total" in format_table(m)
+
+
+def test_scatter_plots(tmp_path) -> None:
+    from pronscore.evaluation.plots import scatter_plots
+
+    refs = {f"u{i}": _assessment(i % 10, i % 10, (i % 3) * 1.0) for i in range(20)}
+    hyps = {f"u{i}": _assessment((i * 7) % 10, i % 10, 1.0 + (i % 2)) for i in range(20)}
+    paths = scatter_plots(refs, hyps, tmp_path / "plots")
+    names = {p.name for p in paths}
+    assert {"utterance_total.png", "word_accuracy.png", "phone_accuracy.png"} <= names
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
