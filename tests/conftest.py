@@ -9,7 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("PRONSCORE_CORPUS", REPO.parent / "shared/data/speechocean762"))
-WHISPER = Path(os.environ.get("PRONSCORE_WHISPER", REPO.parent / "shared/models/whisper-base-encoder"))
+WHISPER = Path(
+    os.environ.get("PRONSCORE_WHISPER", REPO.parent / "shared/models/whisper-base-encoder")
+)
 
 
 @pytest.fixture(scope="session")

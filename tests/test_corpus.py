@@ -37,6 +37,9 @@ def test_only_test_split(tmp_path: Path) -> None:
     assert set(prepare_speechocean762(root).splits) == {"test"}
 
 
+PHONE_ACC = '"phones-accuracy": [\n     {},'
+
+
 def _break(root: Path, rel: str, old: str, new: str) -> None:
     p = root / rel
     text = p.read_text()
@@ -52,8 +55,7 @@ def _break(root: Path, rel: str, old: str, new: str) -> None:
         ("train/wav.scp", "000100001\t", "000100001 ", None),  # tab or space both fine
         ("train/text", "000100001\tCALL IT", "000100001", "malformed line"),
         ("resource/scores.json", '"accuracy": 3,', '"accuracy": 13,', "outside 0-10"),
-        ("resource/scores.json", '"phones-accuracy": [\n     2.0,', '"phones-accuracy": [\n     2.5,',
-         "outside 0-2"),
+        ("resource/scores.json", PHONE_ACC.format(2.0), PHONE_ACC.format(2.5), "outside 0-2"),
     ],
 )  # fmt: skip
 def test_broken_inputs_named(
