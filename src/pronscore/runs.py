@@ -18,6 +18,8 @@ from pronscore.schema import Assessment
 
 PREDICTORS: dict[str, str] = {
     # kind: "module:Class"
+    "gop-gbt": "pronscore.heads.gbt:GbtHead",
+    "gop-blstm": "pronscore.heads.blstm:BlstmHead",
 }
 
 

@@ -11,6 +11,8 @@ import importlib.util
 
 KINDS: dict[str, tuple[str, str]] = {
     # kind: (module, help)
+    "gop-gbt": ("pronscore.commands.train_gop", "GOP features + gradient-boosted trees"),
+    "gop-blstm": ("pronscore.commands.train_gop", "GOP features + 2-layer BLSTM + MLP"),
 }
 
 

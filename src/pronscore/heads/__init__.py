@@ -1,0 +1,1 @@
+"""Scoring heads (downstream): they see feature arrays, never audio."""

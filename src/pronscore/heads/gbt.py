@@ -1,0 +1,177 @@
+"""GOP + gradient-boosted trees (LightGBM): the GBT baseline of Lin & Wang (2021), Table 2,
+extended to every level: one regressor per utterance aspect, per word aspect and for phones.
+
+Saved as LightGBM text models (``<target>.txt``, no pickle) beside ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pronscore.constants import (
+    PHONE_SCALE,
+    UTTERANCE_ASPECTS,
+    UTTERANCE_SCALE,
+    WORD_ASPECTS,
+    WORD_SCALE,
+)
+from pronscore.errors import ModelError
+from pronscore.features.extract import SplitFeatures
+from pronscore.heads.tables import phone_table, utterance_table, word_table
+from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+
+KIND = "gop-gbt"
+MISPRONOUNCED_WORD = 6.0
+MISPRONOUNCED_PHONE = 1.0
+"""A word is flagged mispronounced when its accuracy is below 6/10 or any phone is below 1/2
+(closer to "wrong" than to "accented" on Speechocean762's phone scale)."""
+
+
+@dataclass(frozen=True)
+class GbtConfig:
+    feature_set: str = "all"  # "paper" | "all" (utterance level)
+    levels: tuple[str, ...] = ("utterance", "word", "phone")
+    learning_rate: float = 0.03
+    num_leaves: tuple[int, ...] = (7, 15, 31)  # model selection grid, picked on dev
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.7
+    bagging_fraction: float = 0.8
+    max_rounds: int = 3000
+    early_stopping: int = 150
+    seed: int = 1
+    threads: int = 2
+
+
+@dataclass
+class GbtHead:
+    """Boosters keyed ``<level>/<target>`` plus their feature names."""
+
+    config: GbtConfig
+    boosters: dict = field(default_factory=dict)  # name -> lightgbm.Booster
+    features: dict[str, list[str]] = field(default_factory=dict)  # level -> columns
+    extra: dict = field(default_factory=dict)  # saved into config.json (features_dir, metrics)
+
+    # --- inference ----------------------------------------------------------------------------
+
+    def _predict(self, level: str, table: pd.DataFrame, target: str) -> np.ndarray | None:
+        booster = self.boosters.get(f"{level}/{target}")
+        if booster is None:
+            return None
+        x = table.reindex(columns=self.features[level]).to_numpy(dtype="float64")
+        return booster.predict(x, num_threads=self.config.threads)
+
+    def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
+        """Assessments for every utterance of a FEATURES_DIR split (or one scored utterance)."""
+        utts, words, phones = split.utterances, split.words, split.phones
+        u_tab = utterance_table(utts, words, phones, self.config.feature_set)
+        u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
+        w_pred = {}
+        if len(words):
+            w_tab = word_table(words, phones, utts)
+            w_pred = {a: self._predict("word", w_tab, f"y_{a}") for a in WORD_ASPECTS}
+        p_pred = (
+            self._predict("phone", phone_table(phones, words), "y_score") if len(phones) else None
+        )
+        return assemble(utts, words, phones, u_pred, w_pred, p_pred)
+
+    # --- persistence --------------------------------------------------------------------------
+
+    def save_pretrained(self, out_dir: str | Path) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, booster in self.boosters.items():
+            booster.save_model(str(out / f"{name.replace('/', '__')}.txt"))
+        config = {
+            "kind": KIND,
+            "gbt": asdict(self.config),
+            "features": self.features,
+            "models": sorted(self.boosters),
+            **self.extra,
+        }
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path) -> GbtHead:
+        import lightgbm as lgb
+
+        d = Path(run_dir)
+        config = json.loads((d / "config.json").read_text())
+        if config.get("kind") != KIND:
+            raise ModelError(f"not a {KIND} run (kind {config.get('kind')!r})", path=d)
+        gbt = config["gbt"]
+        gbt["levels"], gbt["num_leaves"] = tuple(gbt["levels"]), tuple(gbt["num_leaves"])
+        boosters = {}
+        for name in config["models"]:
+            path = d / f"{name.replace('/', '__')}.txt"
+            if not path.is_file():
+                raise ModelError("model file missing", path=path)
+            boosters[name] = lgb.Booster(model_file=str(path))
+        extra = {k: v for k, v in config.items() if k not in ("kind", "gbt", "features", "models")}
+        return cls(GbtConfig(**gbt), boosters, config["features"], extra)
+
+    def predict_split(
+        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
+    ) -> dict[str, Assessment]:
+        from pronscore.training.features_for import features_for_split
+
+        feats = features_for_split(self.extra.get("features_dir"), dataset_dir, split, jobs=jobs,
+                                   cache_dir=self.extra.get("run_dir"))  # fmt: skip
+        return self.predict_features(feats)
+
+
+def _clip(x: float | None, hi: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(np.clip(x, 0.0, hi))
+
+
+def assemble(
+    utts: pd.DataFrame,
+    words: pd.DataFrame,
+    phones: pd.DataFrame,
+    u_pred: dict[str, np.ndarray | None],
+    w_pred: dict[str, np.ndarray | None],
+    p_pred: np.ndarray | None,
+) -> dict[str, Assessment]:
+    """Per-row predictions -> one :class:`Assessment` per utterance (scores clipped to scale)."""
+
+    def pick(pred: np.ndarray | None, i: int, hi: float) -> float | None:
+        return None if pred is None else _clip(pred[i], hi)
+
+    phone_rows: dict[tuple[str, int], list[PhoneAssessment]] = {}
+    for i, r in enumerate(phones.itertuples(index=False)):
+        start = None if pd.isna(r.start) else float(r.start)
+        end = None if pd.isna(r.end) else float(r.end)
+        phone_rows.setdefault((str(r.id), int(r.word_index)), []).append(
+            PhoneAssessment(str(r.phone), pick(p_pred, i, PHONE_SCALE), start, end)
+        )
+    word_rows: dict[str, list[WordAssessment]] = {}
+    for i, r in enumerate(words.itertuples(index=False)):
+        ph = tuple(phone_rows.get((str(r.id), int(r.word_index)), ()))
+        scores = {a: pick(w_pred.get(a), i, WORD_SCALE) for a in WORD_ASPECTS}
+        flag = None
+        if scores["accuracy"] is not None or any(p.score is not None for p in ph):
+            flag = bool(
+                (scores["accuracy"] is not None and scores["accuracy"] < MISPRONOUNCED_WORD)
+                or any(p.score is not None and p.score < MISPRONOUNCED_PHONE for p in ph)
+            )
+        word_rows.setdefault(str(r.id), []).append(
+            WordAssessment(str(r.text), phones=ph, mispronounced=flag, **scores)
+        )
+    out = {}
+    for i, r in enumerate(utts.itertuples(index=False)):
+        uid = str(r.id)
+        scores = UtteranceScores(
+            **{a: pick(u_pred.get(a), i, UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
+        )
+        failed = getattr(r, "status", "ok") != "ok"
+        out[uid] = Assessment(
+            utterance=scores,
+            words=tuple(word_rows.get(uid, ())),
+            status="failed" if failed else "ok",
+            reason=(getattr(r, "reason", None) or None) if failed else None,
+        )
+    return out

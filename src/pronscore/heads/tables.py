@@ -1,0 +1,111 @@
+"""Design matrices for feature-based heads, built from a FEATURES_DIR split.
+
+One row per utterance, word or phone, indexed by ``id`` (+ ``word_index`` / ``phone_index``).
+Two feature sets for utterances: ``paper`` (Lin & Wang 2021 Table 2 GBT baseline: mean GOP per
+phone type, mean position, number of phones) and ``all`` (every utterance feature plus
+aggregates of the phone and word features).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
+from pronscore.text import PHONE_INDEX, PHONES
+
+POSITIONS = {"B": 0.0, "I": 1.0, "E": 2.0, "S": 3.0}
+UTT_TARGETS = tuple(f"y_{a}" for a in UTTERANCE_ASPECTS)
+WORD_TARGETS = tuple(f"y_{a}" for a in WORD_ASPECTS)
+PHONE_TARGET = "y_score"
+PAPER_GOP = "p_gop_forced"
+
+
+def _scalar_cols(df: pd.DataFrame, prefix: str) -> list[str]:
+    """Numeric feature columns with ``prefix``, LPR vectors excluded (aggregated separately)."""
+    return [
+        c
+        for c in df.columns
+        if c.startswith(prefix)
+        and not c.startswith("p_lpr_")
+        and pd.api.types.is_numeric_dtype(df[c])
+    ]
+
+
+def _relative_position(phones: pd.DataFrame) -> pd.Series:
+    n = phones.groupby("id")["phone_index"].transform("count").clip(lower=1)
+    return phones["phone_index"] / n
+
+
+def utterance_table(
+    utts: pd.DataFrame, words: pd.DataFrame, phones: pd.DataFrame, feature_set: str
+) -> pd.DataFrame:
+    """Utterance design matrix (index ``id``), in ``utts`` order."""
+    ids = utts["id"].astype(str)
+    per_type = phones.pivot_table(
+        index="id", columns="base_phone", values=PAPER_GOP, aggfunc="mean"
+    )
+    per_type = per_type.reindex(columns=list(PHONES)).add_prefix("gop_")
+    paper = pd.DataFrame(index=pd.Index(ids, name="id"))
+    paper = paper.join(per_type)
+    paper["mean_position"] = _relative_position(phones).groupby(phones["id"]).mean()
+    paper["n_phones"] = phones.groupby("id").size()
+    if feature_set == "paper":
+        return paper.astype("float64")
+    if feature_set != "all":
+        raise ValueError(f"unknown feature set {feature_set!r} (paper or all)")
+    u = utts.set_index("id")[_scalar_cols(utts, "u_")]
+    pcols = _scalar_cols(phones, "p_")
+    g = phones.groupby("id")[pcols]
+    aggs = [g.mean().add_suffix("_mean"), g.min().add_suffix("_min"), g.std().add_suffix("_std"),
+            g.quantile(0.1).add_suffix("_p10"), g.quantile(0.25).add_suffix("_p25")]  # fmt: skip
+    wcols = _scalar_cols(words, "w_")
+    wg = words.groupby("id")[wcols]
+    aggs += [wg.min().add_suffix("_wmin"), wg.mean().add_suffix("_wmean")]
+    out = paper.join(u).join(aggs)
+    out["n_words"] = words.groupby("id").size()
+    return out.astype("float64")
+
+
+def word_table(words: pd.DataFrame, phones: pd.DataFrame, utts: pd.DataFrame) -> pd.DataFrame:
+    """Word design matrix (index ``id``, ``word_index``), in ``words`` order."""
+    pcols = _scalar_cols(phones, "p_")
+    g = phones.groupby(["id", "word_index"])[pcols]
+    agg = (
+        g.mean()
+        .add_suffix("_mean")
+        .join(g.min().add_suffix("_min"))
+        .join(g.max().add_suffix("_max"))
+    )
+    w = words.set_index(["id", "word_index"])[_scalar_cols(words, "w_")]
+    ctx = utts.set_index("id")[
+        [c for c in ("u_lpp_mean", "u_gop_forced_mean", "u_speech_rate") if c in utts]
+    ]
+    out = w.join(agg)
+    out = out.join(ctx.add_prefix("ctx_"), on="id")
+    out["n_phones"] = phones.groupby(["id", "word_index"]).size()
+    return out.astype("float64")
+
+
+def phone_table(phones: pd.DataFrame, words: pd.DataFrame) -> pd.DataFrame:
+    """Phone design matrix (index ``id``, ``phone_index``), in ``phones`` order.
+
+    Phone identity and position are integer codes that LightGBM treats as categorical.
+    """
+    cols = [
+        c for c in phones.columns if c.startswith("p_") and pd.api.types.is_numeric_dtype(phones[c])
+    ]
+    out = phones[cols].copy()
+    out["phone_id"] = phones["base_phone"].map(PHONE_INDEX).astype("float64")
+    out["position_id"] = phones["position"].map(POSITIONS).astype("float64")
+    wkeys = [c for c in ("w_lpp_mean", "w_gop_forced_mean", "w_duration") if c in words]
+    if wkeys:
+        ctx = words.set_index(["id", "word_index"])[wkeys].add_prefix("word_")
+        keys = pd.MultiIndex.from_frame(phones[["id", "word_index"]])
+        out[list(ctx.columns)] = ctx.reindex(keys).to_numpy()
+    out.index = pd.MultiIndex.from_frame(phones[["id", "phone_index"]])
+    return out.astype("float64")
+
+
+def targets(df: pd.DataFrame, cols: tuple[str, ...] | str) -> np.ndarray:
+    return df[list(cols) if isinstance(cols, tuple) else [cols]].to_numpy(dtype="float64")

@@ -1,0 +1,1 @@
+"""Training recipes: fit a head, select it on dev, save a RUN_DIR."""
