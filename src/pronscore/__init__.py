@@ -12,6 +12,16 @@ from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordA
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Scorer pulls in pocketsphinx, LightGBM and pandas: import it only when asked for.
+    if name == "Scorer":
+        from pronscore.scorer import Scorer
+
+        return Scorer
+    raise AttributeError(f"module 'pronscore' has no attribute {name!r}")
+
+
 __all__ = [
     "AlignmentFailed",
     "Assessment",
@@ -20,6 +30,7 @@ __all__ = [
     "ModelError",
     "PhoneAssessment",
     "PronscoreError",
+    "Scorer",
     "TextError",
     "UtteranceScores",
     "WordAssessment",
