@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from pronscore.cli import main
+from pronscore.constants import UTTERANCE_ASPECTS
+from pronscore.errors import ModelError
 from pronscore.heads.blstm import BlstmConfig, BlstmHead
 from pronscore.heads.gbt import GbtConfig, GbtHead
 from pronscore.runs import load_predictor
@@ -80,19 +83,114 @@ def test_blstm_padding_does_not_leak(splits) -> None:
     assert one.utterance.total == pytest.approx(batched.utterance.total, abs=1e-5)
 
 
-def test_cli_train_gbt(splits, tmp_path: Path) -> None:
+def _write_features(root: Path, splits: dict) -> Path:
+    for name, split in splits.items():
+        (root / name).mkdir(parents=True)
+        split.utterances.to_parquet(root / name / "utterances.parquet")
+        split.words.to_parquet(root / name / "words.parquet")
+        split.phones.to_parquet(root / name / "phones.parquet")
+    return root
+
+
+def _write_dataset(root: Path, splits: dict) -> Path:
+    """A prepared DatasetDict whose rows carry the synthetic splits' labels (no audio)."""
+    from datasets import Dataset, DatasetDict
+
+    from pronscore.dataset import dataset_features
+
+    built = {}
+    for name, sp in splits.items():
+        rows = []
+        for u in sp.utterances.itertuples(index=False):
+            words = []
+            for w in sp.words[sp.words.id == u.id].itertuples(index=False):
+                ph = sp.phones[(sp.phones.id == u.id) & (sp.phones.word_index == w.word_index)]
+                acc = ph["y_score"].tolist()
+                words.append({
+                    "text": w.text, "accuracy": w.y_accuracy, "stress": w.y_stress,
+                    "total": w.y_total, "phones": ph["phone"].tolist(),
+                    "phones_accuracy": None if any(pd.isna(acc)) else acc,
+                })  # fmt: skip
+            rows.append({
+                "id": u.id, "speaker": u.speaker, "age": u.age, "gender": u.gender,
+                "text": " ".join(w["text"] for w in words), "audio": [], "duration": 2.0,
+                **{a: getattr(u, f"y_{a}") for a in UTTERANCE_ASPECTS}, "words": words,
+            })  # fmt: skip
+        built[name] = Dataset.from_list(rows, features=dataset_features())
+    DatasetDict(built).save_to_disk(str(root))
+    return root
+
+
+def test_cli_train_gbt_then_evaluate(splits, tmp_path: Path, capsys) -> None:
     train, dev = splits
-    feats = tmp_path / "feats"
-    for name, split in (("train", train), ("dev", dev)):
-        (feats / name).mkdir(parents=True)
-        split.utterances.to_parquet(feats / name / "utterances.parquet")
-        split.words.to_parquet(feats / name / "words.parquet")
-        split.phones.to_parquet(feats / name / "phones.parquet")
+    feats = _write_features(tmp_path / "feats", {"train": train, "dev": dev})
     run = tmp_path / "run"
-    assert (
-        main(["train", "gop-gbt", "--features", str(feats), "--out", str(run), "--threads", "1"])
-        == 0
+    argv = ["train", "gop-gbt", "--features", str(feats), "--out", str(run), "--threads", "1"]
+    assert main([*argv, "--feature-set", "paper", "--bootstrap", "50"]) == 0
+    assert "utterance total" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "gop-gbt" and config["feature_set"] == "paper"
+    assert config["features_dir"] == str(feats.resolve())
+    assert len(config["feature_names"]["utterance"]) == 41
+    assert sorted(p.name for p in run.glob("*.txt"))[0] == "phone__y_score.txt"
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["utterance"]["total"]["pcc"] > 0.5 and trained["n_utterances"] == 50
+    # `pronscore evaluate` reuses the training features (ids match) and agrees with metrics.json
+    data = _write_dataset(tmp_path / "data", {"dev": dev})
+    assert main(["evaluate", str(run), "--data", str(data), "--json", "--bootstrap", "50"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for level, aspect in (("utterance", "total"), ("word", "accuracy")):
+        assert evaluated[level][aspect]["pcc"] == pytest.approx(trained[level][aspect]["pcc"])
+    # the dataset drops every phone label of a word with one unknown phone, hence ~
+    assert evaluated["phone"]["accuracy"]["pcc"] == pytest.approx(
+        trained["phone"]["accuracy"]["pcc"], abs=0.02
     )
-    head = load_predictor(run)
-    assert isinstance(head, GbtHead) and head.extra["dev_pcc"]["utterance/y_total"] > 0.8
-    assert isinstance(pd.read_parquet(feats / "dev" / "phones.parquet"), pd.DataFrame)
+    assert not (run / "features-cache").exists()
+
+
+def test_cli_train_blstm(splits, tmp_path: Path, capsys) -> None:
+    train, dev = splits
+    feats = _write_features(tmp_path / "feats", {"train": train, "dev": dev})
+    run = tmp_path / "run"
+    argv = ["train", "gop-blstm", "--features", str(feats), "--out", str(run), "--threads", "1"]
+    assert main([*argv, "--epochs", "2", "--bootstrap", "20"]) == 0
+    assert "phone     accuracy" in capsys.readouterr().out
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.json", "model.safetensors"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "gop-blstm" and len(config["mean"]) == len(config["columns"])
+    assert not list(tmp_path.glob(".run.*"))  # the temp folder was renamed, nothing left over
+
+
+def test_from_pretrained_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        GbtHead.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "gop-gbt"}))
+    with pytest.raises(ModelError, match="malformed config"):
+        GbtHead.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "gop-blstm", "blstm": {}}))
+    with pytest.raises(ModelError, match="malformed config"):
+        BlstmHead.from_pretrained(tmp_path)
+    blstm = {"kind": "gop-blstm", "blstm": {}, "columns": [], "mean": [], "std": []}
+    (tmp_path / "config.json").write_text(json.dumps(blstm))
+    with pytest.raises(ModelError, match="model file missing"):
+        BlstmHead.from_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="not a gop-gbt run"):
+        GbtHead.from_pretrained(tmp_path)
+
+
+@pytest.mark.realdata
+def test_predict_split_extracts_unseen_split(corpus_dir: Path, splits, tmp_path: Path) -> None:
+    """Ids the training FEATURES_DIR lacks: features are extracted into RUN_DIR/features-cache."""
+    from pronscore.dataset import prepare_dataset
+    from pronscore.training.gop_baselines import TrainOptions, train_gop
+
+    data = prepare_dataset(corpus_dir, tmp_path / "data", limit=3, progress=False, log=print)
+    train, dev = splits
+    feats = _write_features(tmp_path / "feats", {"train": train, "dev": dev})
+    train_gop("gop-gbt", feats, tmp_path / "run", TrainOptions(threads=1, bootstrap=10), log=print)
+    head = load_predictor(tmp_path / "run")
+    out = head.predict_split(data, "dev")
+    assert len(out) == 3 and (tmp_path / "run/features-cache/dev/utterances.parquet").is_file()
+    for a in out.values():
+        assert a.status == "ok" and a.utterance.total is not None and a.words
+        assert all(p.score is not None and p.end > p.start for p in a.phones)

@@ -20,6 +20,8 @@ PREDICTORS: dict[str, str] = {
     # kind: "module:Class"
     "gop-gbt": "pronscore.heads.gbt:GbtHead",
     "gop-blstm": "pronscore.heads.blstm:BlstmHead",
+    "hier": "pronscore.training.hier:HierHead",
+    "ssl": "pronscore.training.ssl:SslPredictor",
 }
 
 

@@ -28,7 +28,8 @@ from pronscore.constants import (
 )
 from pronscore.errors import ModelError
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.gbt import assemble
+from pronscore.heads.gbt import assemble, predict_split_features
+from pronscore.runs import read_run_config
 from pronscore.text import PHONE_INDEX
 
 KIND = "gop-blstm"
@@ -165,6 +166,7 @@ class BlstmHead:
     mean: np.ndarray
     std: np.ndarray
     extra: dict = field(default_factory=dict)
+    run_dir: Path | None = None  # where it was loaded from: home of its features cache
 
     @torch.no_grad()
     def predict_features(self, split: SplitFeatures) -> dict:
@@ -196,11 +198,7 @@ class BlstmHead:
         )  # fmt: skip
 
     def predict_split(self, dataset_dir, split: str, *, jobs: int = 1) -> dict:
-        from pronscore.training.features_for import features_for_split
-
-        feats = features_for_split(self.extra.get("features_dir"), dataset_dir, split, jobs=jobs,
-                                   cache_dir=self.extra.get("run_dir"))  # fmt: skip
-        return self.predict_features(feats)
+        return self.predict_features(predict_split_features(self, dataset_dir, split, jobs))
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         from safetensors.torch import save_file
@@ -220,15 +218,27 @@ class BlstmHead:
         from safetensors.torch import load_file
 
         d = Path(run_dir)
-        config = json.loads((d / "config.json").read_text())
+        config = read_run_config(d)
         if config.get("kind") != KIND:
             raise ModelError(f"not a {KIND} run (kind {config.get('kind')!r})", path=d)
-        c = BlstmConfig(**config["blstm"])
+        try:
+            c = BlstmConfig(**config["blstm"])
+            columns, mean, std = (
+                config["columns"],
+                np.array(config["mean"]),
+                np.array(config["std"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"malformed config ({exc!r})", path=d / "config.json") from exc
         net = BlstmNet(c)
-        net.load_state_dict(load_file(str(d / "model.safetensors")))
+        weights = d / "model.safetensors"
+        if not weights.is_file():
+            raise ModelError("model file missing", path=weights)
+        try:
+            net.load_state_dict(load_file(str(weights)))
+        except (RuntimeError, OSError) as exc:  # wrong shapes, truncated file
+            raise ModelError(f"weights do not fit the config ({exc})", path=weights) from exc
         extra = {
             k: v for k, v in config.items() if k not in ("kind", "blstm", "columns", "mean", "std")
         }
-        return cls(
-            c, net, config["columns"], np.array(config["mean"]), np.array(config["std"]), extra
-        )
+        return cls(c, net, columns, np.array(mean), np.array(std), extra, d)

@@ -22,7 +22,8 @@ from pronscore.constants import (
 )
 from pronscore.errors import ModelError
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.tables import phone_table, utterance_table, word_table
+from pronscore.heads.tables import features_for_split, phone_table, utterance_table, word_table
+from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 
 KIND = "gop-gbt"
@@ -55,6 +56,7 @@ class GbtHead:
     boosters: dict = field(default_factory=dict)  # name -> lightgbm.Booster
     features: dict[str, list[str]] = field(default_factory=dict)  # level -> columns
     extra: dict = field(default_factory=dict)  # saved into config.json (features_dir, metrics)
+    run_dir: Path | None = None  # where it was loaded from: home of its features cache
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -100,28 +102,38 @@ class GbtHead:
         import lightgbm as lgb
 
         d = Path(run_dir)
-        config = json.loads((d / "config.json").read_text())
+        config = read_run_config(d)
         if config.get("kind") != KIND:
             raise ModelError(f"not a {KIND} run (kind {config.get('kind')!r})", path=d)
-        gbt = config["gbt"]
-        gbt["levels"], gbt["num_leaves"] = tuple(gbt["levels"]), tuple(gbt["num_leaves"])
+        try:
+            gbt = dict(config["gbt"])
+            gbt["levels"], gbt["num_leaves"] = tuple(gbt["levels"]), tuple(gbt["num_leaves"])
+            gbt_config, features, models = GbtConfig(**gbt), config["features"], config["models"]
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"malformed config ({exc!r})", path=d / "config.json") from exc
         boosters = {}
-        for name in config["models"]:
+        for name in models:
             path = d / f"{name.replace('/', '__')}.txt"
             if not path.is_file():
                 raise ModelError("model file missing", path=path)
             boosters[name] = lgb.Booster(model_file=str(path))
         extra = {k: v for k, v in config.items() if k not in ("kind", "gbt", "features", "models")}
-        return cls(GbtConfig(**gbt), boosters, config["features"], extra)
+        return cls(gbt_config, boosters, features, extra, d)
 
     def predict_split(
         self, dataset_dir: str | Path, split: str, *, jobs: int = 1
     ) -> dict[str, Assessment]:
-        from pronscore.training.features_for import features_for_split
+        """Assessments for a prepared split (features reused or extracted, see
+        :func:`~pronscore.heads.tables.features_for_split`)."""
+        return self.predict_features(predict_split_features(self, dataset_dir, split, jobs))
 
-        feats = features_for_split(self.extra.get("features_dir"), dataset_dir, split, jobs=jobs,
-                                   cache_dir=self.extra.get("run_dir"))  # fmt: skip
-        return self.predict_features(feats)
+
+def predict_split_features(head, dataset_dir: str | Path, split: str, jobs: int) -> SplitFeatures:
+    """The features a loaded head (:class:`GbtHead`, BLSTM) needs for a dataset split."""
+    if head.run_dir is None:
+        raise ModelError("save the head and load it with from_pretrained before predict_split")
+    features_dir = head.extra.get("features_dir")
+    return features_for_split(features_dir, dataset_dir, split, cache_dir=head.run_dir, jobs=jobs)
 
 
 def _clip(x: float | None, hi: float) -> float | None:

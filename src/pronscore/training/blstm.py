@@ -59,7 +59,7 @@ def fit_blstm(train: SplitFeatures, dev: SplitFeatures, config: BlstmConfig, log
             loss = _masked_mse(p, b.y_phone) + _masked_mse(w, b.y_word) + _masked_mse(u, b.y_utt)
             opt.zero_grad()
             loss.backward()
-            nn_utils_clip(net)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
         score, detail = _dev_score(net, dv)
         if score > best:
@@ -74,7 +74,3 @@ def fit_blstm(train: SplitFeatures, dev: SplitFeatures, config: BlstmConfig, log
     return head, {
         f"{k}/total" if k == "utterance" else f"{k}/accuracy": v for k, v in best_detail.items()
     }
-
-
-def nn_utils_clip(net: torch.nn.Module) -> None:
-    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

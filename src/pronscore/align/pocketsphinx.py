@@ -1,0 +1,163 @@
+"""Forced alignment with the embedded pocketsphinx model.
+
+``PocketsphinxAligner.align(samples, pronunciations)`` returns an
+:class:`~pronscore.align.base.Alignment`; bad speech (silence, too short, too long, text that
+does not fit) is a failed *result* with a reason, never an exception. ``run`` additionally keeps
+what the feature builders need: per-frame phone scores and the free phone loop.
+
+Phone segment scores are in nats (log-likelihood relative to the best senone of each frame,
+transition probabilities included), summed over the segment's frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pronscore.acoustic.pocketsphinx import (
+    FRAME_RATE,
+    SCORE_NATS,
+    ForcedResult,
+    LoopSeg,
+    ModelConfig,
+    PocketsphinxModel,
+    n_frames,
+    phone_frame_scores,
+    samples_to_raw,
+)
+from pronscore.align.base import Alignment, PhoneSegment, WordSegment
+from pronscore.audio import frame_dbfs, validate_samples
+from pronscore.errors import AlignmentFailed, AudioError
+from pronscore.text import Pronunciation
+
+WordPron = tuple[str, tuple[str, ...]]
+"""(word text, canonical phones with stress)."""
+
+SILENCE_DBFS = -50.0
+"""Audio whose loudest 25 ms frame stays below this is not aligned (reason: silent)."""
+
+MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
+
+
+@dataclass(frozen=True)
+class AlignerOutput:
+    """An alignment plus the frame-level evidence behind it (``None`` when it failed)."""
+
+    alignment: Alignment
+    phone_scores: np.ndarray | None  # (T, 42) nats, columns MODEL_PHONES, best phone = 0
+    loop: tuple[LoopSeg, ...] = ()  # free phone loop segments (frames, score in model units)
+    silences: tuple[tuple[int, int], ...] = ()  # aligned filler (silence/noise) spans
+
+
+def as_word_prons(pronunciations: Sequence[Pronunciation | WordPron]) -> list[WordPron]:
+    out = []
+    for p in pronunciations:
+        if isinstance(p, Pronunciation):
+            out.append((p.word, tuple(p.phones)))
+        else:
+            out.append((str(p[0]), tuple(p[1])))
+    return out
+
+
+def _positions(n: int) -> list[str]:
+    if n == 1:
+        return ["S"]
+    return ["B"] + ["I"] * (n - 2) + ["E"]
+
+
+class PocketsphinxAligner:
+    """Forced aligner over :class:`PocketsphinxModel`; decoders are built once and reused."""
+
+    frame_rate = FRAME_RATE
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        model: PocketsphinxModel | None = None,
+        phone_loop: bool = True,
+    ) -> None:
+        self.model = model or PocketsphinxModel(config)
+        self.config = self.model.config
+        self.phone_loop = phone_loop
+
+    def align(
+        self, samples: np.ndarray, pronunciations: Sequence[Pronunciation | WordPron]
+    ) -> Alignment:
+        return self.run(samples, pronunciations, phone_loop=False).alignment
+
+    def run(
+        self,
+        samples: np.ndarray,
+        pronunciations: Sequence[Pronunciation | WordPron],
+        *,
+        phone_loop: bool | None = None,
+    ) -> AlignerOutput:
+        """Align and keep per-frame phone scores (+ the free phone loop when enabled)."""
+        words = as_word_prons(pronunciations)
+        x = np.asarray(samples)
+        total = n_frames(x) if x.ndim == 1 else 0
+
+        def failed(reason: str) -> AlignerOutput:
+            return AlignerOutput(Alignment.failed(reason, total, FRAME_RATE), None)
+
+        try:
+            x = validate_samples(x, max_duration=self.config.max_duration)
+        except AudioError as err:
+            return failed(err.reason)
+        if not words:
+            return failed("no words to align (empty text)")
+        if any(not phones for _, phones in words):
+            return failed("a word has no phones")
+        n_phones = sum(len(p) for _, p in words)
+        if total < MIN_FRAMES_PER_PHONE * n_phones:
+            return failed(f"audio too short ({total} frames) for {n_phones} phones")
+        if float(np.max(frame_dbfs(x))) < SILENCE_DBFS:
+            return failed("audio is silent")
+        raw = samples_to_raw(x)
+        use_loop = self.phone_loop if phone_loop is None else phone_loop
+        prons = [p for _, p in words]
+        try:
+            if self.config.aligner == "viterbi":  # one decoder pass; the loop comes for free
+                forced, loop = self.model.align_one_pass(raw, prons)
+                loop = loop if use_loop else ()
+            else:
+                forced = self.model.force_align(raw, prons)
+                loop = self.model.phone_loop(raw) if use_loop else ()
+        except AlignmentFailed as err:
+            return failed(err.reason)
+        return _build(words, forced, loop)
+
+
+def _build(words: list[WordPron], forced: ForcedResult, loop: tuple[LoopSeg, ...]) -> AlignerOutput:
+    """Map pocketsphinx's pseudo-words back onto the canonical words (same order, 1:1)."""
+    spoken = [w for w in forced.words if not w.is_filler]
+    fillers = tuple((w.start, w.end) for w in forced.words if w.is_filler)
+    n = forced.senscr.shape[0]
+    if len(spoken) != len(words):
+        return AlignerOutput(
+            Alignment.failed(f"aligned {len(spoken)} of {len(words)} words", n, FRAME_RATE),
+            None,
+        )
+    out = []
+    for wi, ((text, phones), seg) in enumerate(zip(words, spoken, strict=True)):
+        if len(seg.phones) != len(phones):
+            return AlignerOutput(
+                Alignment.failed(f"word {text!r}: phone count differs", n, FRAME_RATE), None
+            )
+        psegs = tuple(
+            PhoneSegment(
+                phone=ph,
+                start=ps.start,
+                end=min(ps.end, n),
+                score=float(ps.score * SCORE_NATS),
+                word_index=wi,
+                position=pos,
+            )
+            for ph, ps, pos in zip(phones, seg.phones, _positions(len(phones)), strict=True)
+        )
+        out.append(WordSegment(text, psegs[0].start, psegs[-1].end, psegs))
+    alignment = Alignment(words=tuple(out), n_frames=n, frame_rate=FRAME_RATE)
+    return AlignerOutput(alignment, phone_frame_scores(forced.senscr), loop, fillers)

@@ -1,0 +1,215 @@
+"""Score your own recording against its text: ``pronscore score AUDIO --text "..."``.
+
+One file prints a table (coloured on a terminal unless ``NO_COLOR`` is set) or, with ``--json``,
+the :class:`~pronscore.schema.Assessment` JSON. ``--batch LIST.tsv --out results.jsonl`` scores
+many: each line of the list is ``AUDIO<TAB>TEXT`` or ``ID<TAB>AUDIO<TAB>TEXT`` (relative paths are
+relative to the list's folder; blank lines and lines starting with ``#`` are skipped). Every line
+gets one JSON record, an error record (``"error"``) when that line could not be scored. Exit
+status: 0 when every line was scored, 1 when some lines gave error records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from pronscore.errors import CorpusError, PronscoreError
+from pronscore.schema import Assessment
+
+GREEN, YELLOW, RED, DIM, BOLD, RESET = (
+    "\033[32m",
+    "\033[33m",
+    "\033[31m",
+    "\033[2m",
+    "\033[1m",
+    "\033[0m",
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio", nargs="?", help="audio file (WAV, FLAC, OGG; any rate)")
+    p.add_argument("--text", help="the sentence that was read")
+    p.add_argument("--model", default="default", help="'default' or a trained RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print the Assessment JSON")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the table (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    p.add_argument("--batch", metavar="LIST.tsv", help="score every line of a TSV list")
+    p.add_argument("--out", metavar="RESULTS.jsonl", help="where --batch writes its records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (--batch)")
+
+
+def quiet_library_warnings() -> None:
+    """Library performance hints are not for the person reading the scores."""
+    import warnings
+
+    from pandas.errors import PerformanceWarning
+
+    warnings.filterwarnings("ignore", category=PerformanceWarning)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pronscore.scorer import Scorer
+
+    quiet_library_warnings()
+
+    if args.batch:
+        if args.audio or args.text:
+            raise PronscoreError("give either AUDIO --text ... or --batch LIST.tsv, not both")
+        if not args.out:
+            raise PronscoreError("--batch needs --out RESULTS.jsonl")
+        items = read_batch(args.batch)  # bad list file: clear error before loading the model
+        scorer = Scorer.from_pretrained(args.model)
+        return run_batch(scorer, items, Path(args.out), progress=not args.quiet)
+    if not args.audio or args.text is None:
+        raise PronscoreError('give AUDIO and --text "the sentence" (or --batch LIST.tsv)')
+    scorer = Scorer.from_pretrained(args.model)
+    assessment = scorer.score(args.audio, args.text)
+    if args.json:
+        print(json.dumps(assessment.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        header = f'"{args.text}"  ({args.audio}, model {scorer.name})'
+        print(format_assessment(assessment, color=use_color(args.color), header=header))
+    return 0
+
+
+def use_color(mode: str, stream: TextIO | None = None) -> bool:
+    """``auto``: only on a terminal, never with ``NO_COLOR`` set or ``TERM=dumb``."""
+    if mode != "auto":
+        return mode == "always"
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def _level(value: float | None, top: float) -> str:
+    if value is None:
+        return DIM
+    frac = value / top
+    return GREEN if frac >= 0.8 else YELLOW if frac >= 0.5 else RED
+
+
+def _num(value: float | None, top: float, width: int, color: bool) -> str:
+    text = ("-" if value is None else f"{value:.1f}").rjust(width)
+    return f"{_level(value, top)}{text}{RESET}" if color else text
+
+
+def format_assessment(a: Assessment, *, color: bool = False, header: str | None = None) -> str:
+    """A readable table: the five utterance scores, then one line per word with its phones."""
+    bold = (lambda s: f"{BOLD}{s}{RESET}") if color else (lambda s: s)
+    lines = [header, ""] if header else []
+    if a.status != "ok":
+        msg = f"could not score: {a.reason}"
+        lines += [f"{RED}{msg}{RESET}" if color else msg, ""]
+    elif a.reason:
+        lines += [f"note: {a.reason}", ""]
+    u = a.utterance.to_dict()
+    lines.append(bold("  ".join(name.rjust(12) for name in u)))
+    lines.append("  ".join(_num(v, 10.0, 12, color) for v in u.values()))
+    lines.append("")
+    width = max([4, *(len(w.text) for w in a.words)])
+    lines.append(bold(f"{'word'.ljust(width)}  accuracy  stress  total  phones (0-2)"))
+    for w in a.words:
+        phones = " ".join(
+            f"{p.phone}:{_num(p.score, 2.0, 1, color).strip() if p.score is not None else '-'}"
+            for p in w.phones
+        )
+        flag = " *" if w.mispronounced else ""
+        lines.append(
+            f"{w.text.ljust(width)}  {_num(w.accuracy, 10.0, 8, color)}"
+            f"  {_num(w.stress, 10.0, 6, color)}  {_num(w.total, 10.0, 5, color)}"
+            f"  {phones}{flag}"
+        )
+    lines.append("")
+    lines.append("scores: utterance and word 0-10, phone 0-2 (Speechocean762); * mispronounced")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    line: int
+    id: str | None
+    audio: str | None
+    text: str | None
+    error: str | None = None  # a malformed line: reported, not scored
+
+
+def read_batch(path: str | os.PathLike) -> list[BatchItem]:
+    """Parse the list; malformed lines become items carrying their error."""
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusError("batch list not found", path=p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"batch list is not UTF-8 text ({exc})", path=p) from exc
+    items = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        cols = raw.rstrip("\r").split("\t")
+        if len(cols) == 2:
+            uid, audio, sent = None, cols[0], cols[1]
+        elif len(cols) == 3:
+            uid, audio, sent = cols
+        else:
+            want = "AUDIO<TAB>TEXT or ID<TAB>AUDIO<TAB>TEXT"
+            msg = f"{p}:{n}: expected {want}, got {len(cols)} column(s)"
+            items.append(BatchItem(n, None, None, None, msg))
+            continue
+        audio = audio.strip()
+        resolved = audio if Path(audio).is_absolute() else str(p.parent / audio)
+        items.append(BatchItem(n, uid.strip() if uid else None, resolved, sent.strip()))
+    return items
+
+
+def score_items(scorer: Any, items: list[BatchItem]) -> Iterator[dict[str, Any]]:
+    """One record per item; a failure of one item never stops the others."""
+    for it in items:
+        record: dict[str, Any] = {
+            "line": it.line,
+            "id": it.id or it.audio,
+            "audio": it.audio,
+            "text": it.text,
+        }
+        if it.error is not None:
+            yield {**record, "error": it.error, "error_type": "CorpusError"}
+            continue
+        try:
+            yield {**record, **scorer.score(it.audio, it.text).to_dict()}
+        except PronscoreError as err:
+            yield {**record, "error": str(err), "error_type": type(err).__name__}
+        except Exception as exc:  # a batch reports what it could not do and goes on
+            yield {**record, "error": f"internal error: {exc}", "error_type": type(exc).__name__}
+
+
+def run_batch(scorer: Any, items: list[BatchItem], out: Path, *, progress: bool = True) -> int:
+    from tqdm.auto import tqdm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    errors = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in tqdm(score_items(scorer, items), total=len(items), desc="score",
+                        unit="file", disable=not progress):  # fmt: skip
+            errors += "error" in rec
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    print(f"{len(items) - errors} scored, {errors} error(s) -> {out}", file=sys.stderr)
+    return 1 if errors else 0

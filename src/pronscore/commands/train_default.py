@@ -1,0 +1,207 @@
+"""Reproduce the shipped default scorer: ``pronscore train default --data DATASET_DIR --out DIR``.
+
+Steps: pocketsphinx features for the train and dev splits (``--features`` reuses a FEATURES_DIR
+made by ``pronscore features``; otherwise they are extracted, resumably, into ``DIR-features``),
+a LightGBM head on all features trained on train (:data:`HEAD_KIND`), its dev metrics, then the
+scorer folder: the head's RUN_DIR files, ``scorer.json`` (the extractor settings the head was
+trained with), the corpus lexicon, ``metrics_dev.json`` and the model card ``README.md``. The
+folder is built beside ``DIR`` and renamed into place. Copy it to
+``src/pronscore/pretrained/default/`` to ship it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pronscore.errors import CorpusError
+
+HEAD_KIND = "gop-gbt"
+"""The head of the default model (fast, robust to odd inputs, a few MB of text trees)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="DATASET_DIR written by `pronscore prepare`")
+    p.add_argument("--features", help="FEATURES_DIR from `pronscore features` (else extracted)")
+    p.add_argument("--out", required=True, help="the scorer folder to write")
+    p.add_argument("--jobs", type=int, default=1, help="processes for feature extraction")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = train_default(
+        args.data,
+        args.out,
+        features_dir=args.features,
+        jobs=args.jobs,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    from pronscore.evaluation.metrics import format_table
+
+    print(format_table(metrics))
+    print(f"default scorer written to {args.out}")
+    return 0
+
+
+def _train_head(features_dir: Path, out: Path, seed: int) -> dict[str, Any]:
+    """The GBT head (all features) on train, model-selected on dev; saved as a RUN_DIR."""
+    from pronscore.features.extract import load_features
+    from pronscore.heads.gbt import GbtConfig
+    from pronscore.training.gbt import fit_gbt
+
+    train = load_features(features_dir, "train")
+    dev = load_features(features_dir, "dev")
+    head, dev_pcc = fit_gbt(train, dev, GbtConfig(feature_set="all", seed=seed))
+    # Scoring one recording is a handful of rows: one thread is faster than a team.
+    head.config = replace(head.config, threads=1)
+    head.extra.update({"dev_pcc": dev_pcc, "n_train_utterances": len(train.utterances)})
+    head.save_pretrained(out)
+    return head.extra
+
+
+def train_default(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    features_dir: str | os.PathLike | None = None,
+    jobs: int = 1,
+    seed: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
+    from pronscore.dataset import load_split, split_references
+    from pronscore.evaluation.metrics import evaluate_assessments
+    from pronscore.features.extract import extract_dataset, load_features
+    from pronscore.runs import load_predictor
+    from pronscore.scorer import LEXICON_FILE, SCORER_FILE, ScorerConfig, packaged_lexicon
+
+    out = Path(out_dir)
+    feats = Path(features_dir) if features_dir else out.with_name(out.name + "-features")
+    if features_dir is None or not (feats / "dev" / "utterances.parquet").is_file():
+        extract_dataset(dataset_dir, feats, splits=["train", "dev"], jobs=jobs, progress=progress)
+    meta_path = feats / "meta.json"
+    if not meta_path.is_file():
+        raise CorpusError("not a FEATURES_DIR (no meta.json)", path=feats)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model = tmp / "model"
+        extra = _train_head(feats, model, seed)
+        config = ScorerConfig.from_dict({"extractor": meta["extractor"]})
+        (model / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
+
+        head = load_predictor(model)
+        hyps = head.predict_features(load_features(feats, "dev"))
+        refs, utt_meta = split_references(load_split(dataset_dir, "dev"))
+        metrics = evaluate_assessments(refs, hyps, utt_meta)
+        metrics["split"] = "dev"
+        (model / "metrics_dev.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        card = model_card(metrics, extra["n_train_utterances"])
+        (model / "README.md").write_text(card, encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(model, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def _row(m: dict[str, Any]) -> str:
+    if not m or not m.get("n") or m.get("pcc") is None:
+        return "n/a | n/a | 0"
+    ci = m.get("ci95") or [float("nan"), float("nan")]
+    return f"{m['pcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mse']:.3f} | {m['n']}"
+
+
+def model_card(metrics: dict[str, Any], n_train: int) -> str:
+    """The model card (README.md) of the default scorer, with its dev metrics."""
+    rows = [
+        f"| {level} | {aspect} | {_row(metrics.get(level, {}).get(aspect, {}))} |"
+        for level, aspects in (
+            ("utterance", ("accuracy", "completeness", "fluency", "prosodic", "total")),
+            ("word", ("accuracy", "stress", "total")),
+            ("phone", ("accuracy",)),
+        )
+        for aspect in aspects
+    ]
+    groups = []
+    for g in ("child", "adult"):
+        m = metrics.get("subgroups", {}).get(g, {}).get("utterance", {}).get("total", {})
+        if m:
+            groups.append(f"{g} utterance total PCC {_row(m).split(' | ')[0]}")
+    table = "\n".join(rows)
+    sub = "; ".join(groups) or "n/a"
+    return f"""# pronscore default scorer
+
+Scores English read speech against its text offline: utterance accuracy, completeness,
+fluency, prosodic and total (0-10), word accuracy, stress and total (0-10) with a
+mispronounced flag, and phone scores (0-2) with times, on the scales of Speechocean762.
+
+## Model
+
+- Acoustic model and aligner: the en-us PTM GMM-HMM shipped inside the `pocketsphinx` wheel
+  (BSD licence; nothing is downloaded), forced alignment to the canonical phones of the text.
+- Features: goodness of pronunciation per phone (forced score, free phone loop, LPP/LPR
+  posteriors), durations, and word/utterance prosody (pauses, rate, F0 and energy statistics).
+  Settings in `scorer.json` (`extractor`).
+- Head: LightGBM gradient-boosted trees on all features (kind `{HEAD_KIND}`, text model files
+  + JSON config, no pickles).
+- Pronunciations: the Speechocean762 lexicon (`lexicon.txt`, CC BY 4.0), then CMUdict, then
+  a rule-based letter-to-sound fallback (flagged in the result's `reason`).
+
+## Training data
+
+Speechocean762 (Zhang et al., 2021), train split only: {n_train} utterances of the
+speaker-disjoint `train` part made by `pronscore prepare` (10% of the corpus train speakers
+are held out as `dev`). Licence CC BY 4.0.
+
+> Junbo Zhang, Zhiwen Zhang, Yongqing Wang, Zhiyong Yan, Qiong Song, Yukai Huang, Ke Li,
+> Daniel Povey, Yujun Wang. "speechocean762: An Open-Source Non-native English Speech Corpus
+> For Pronunciation Assessment." Interspeech 2021. arXiv:2104.01378.
+
+## Dev metrics
+
+{metrics.get("n_utterances", "?")} held-out dev utterances (speakers unseen in training);
+Pearson correlation with the experts' scores, bootstrap 95% CI over utterances, MSE, n.
+Dev also chose the trees' size and number (early stopping), so these are slightly optimistic.
+
+| level | aspect | PCC [95% CI] | MSE | n |
+|---|---|---|---|---|
+{table}
+
+Subgroups: {sub}.
+
+Full numbers: `metrics_dev.json`. Anchors, on the Speechocean762 *test* split (so not
+comparable one to one): utterance-total PCC 0.65 for GOP + GBT and 0.67 for GOP + BLSTM (Lin &
+Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
+
+## Limitations
+
+- Trained only on Mandarin-L1 speakers (children and adults) reading short English sentences;
+  other first languages, spontaneous speech and long passages are out of domain.
+- Scores are on Speechocean762's scales and mimic its annotators; they are not a CEFR level.
+- Regression to the mean: very good and very poor readings are pulled towards the middle;
+  word stress is nearly constant in the corpus and is predicted poorly.
+- Audio that cannot be aligned (silence, noise, another sentence) gets `status: "failed"`,
+  the reason and zero scores; pronunciations guessed for words in no lexicon are approximate.
+
+## Reproduce
+
+    pronscore prepare ../shared/data/speechocean762 --out data/so762
+    pronscore features data/so762 --out data/feats --jobs 2
+    pronscore train default --data data/so762 --features data/feats --out runs/default
+
+Made {date.today().isoformat()}.
+"""

@@ -1,0 +1,69 @@
+"""``pronscore train hier``: the hierarchical attention scorer (Lin & Wang 2021), three stages.
+
+    pronscore train hier --features FEATURES_DIR --inputs gop|ps-frames|whisper:L|... \
+        --pretrain synthetic|none --out RUN_DIR [--seeds 1,2,3]
+
+Every seed is trained with model selection on dev; the best seed is saved, and
+``RUN_DIR/metrics.json`` holds each seed's dev metrics and their mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pronscore.training.hier import DEFAULT_DEEP_CACHE
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", required=True, help="FEATURES_DIR from `pronscore features`")
+    p.add_argument("--out", required=True, help="RUN_DIR to write")
+    p.add_argument("--inputs", default="gop",
+                   help="gop | ps-frames | whisper:L | whisper:A-B (weighted sum), joined by +")
+    p.add_argument("--pretrain", choices=("none", "synthetic"), default="none",
+                   help="stage 2: pre-train on GBT-teacher scores of unlabelled utterances")
+    p.add_argument("--unlabelled", action="append", default=[], metavar="FEATURES_DIR:SPLIT",
+                   help="extra unlabelled features for stage 2 (e.g. augmented audio)")
+    p.add_argument("--no-finetune", action="store_true", help="skip stage 3 (human scores)")
+    p.add_argument("--finetune-trainable", choices=("all", "top"), default="all")
+    p.add_argument("--no-attention", action="store_true", help="average instead of attention")
+    p.add_argument("--single", action="store_true",
+                   help="paper outputs only (utterance total), not multi-granularity")
+    p.add_argument("--seeds", default="1", help="comma-separated seeds")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--deep-cache", default=DEFAULT_DEEP_CACHE,
+                   help="per-phone pooled Whisper vectors (python -m pronscore.features.deep)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--dev-split", default="dev")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pronscore.features.extract import load_features
+    from pronscore.training.hier import HierTrainOptions, mean_metrics, save_run, train_seeds
+
+    opts = HierTrainOptions(
+        inputs=args.inputs,
+        pretrain=args.pretrain,
+        finetune=not args.no_finetune,
+        finetune_trainable=args.finetune_trainable,
+        attention=not args.no_attention,
+        multi=not args.single,
+        epochs=args.epochs,
+        pretrain_epochs=args.pretrain_epochs,
+        deep_cache=args.deep_cache,
+        unlabelled=tuple(args.unlabelled),
+        threads=args.threads,
+    )
+    train = load_features(args.features, args.train_split)
+    dev = load_features(args.features, args.dev_split)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    best, runs = train_seeds(train, dev, opts, seeds)
+    extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
+    save_run(args.out, best, runs, extra)
+    m = mean_metrics(runs)
+    for level, aspects in m.items():
+        for a, v in aspects.items():
+            print(f"{level:9s} {a:12s} PCC {v['pcc']:.3f} (sd {v['pcc_sd']:.3f})  n={v['n']}")
+    print(f"saved {args.out}")
+    return 0

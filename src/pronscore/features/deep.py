@@ -1,0 +1,210 @@
+"""Per-phone pooled deep features: frame features of an acoustic model averaged over each
+aligned phone, cached once per utterance.
+
+Cache layout (``CACHE_DIR``, e.g. ``/work/data/deep-whisper``)::
+
+    meta.json                   {"model": path or id, "n_layers": L+1, "dim": D, "frame_rate"}
+    <utt_id>.safetensors        "pooled" float16 (L+1, n_phones, D): mean of each phone's
+                                frames per layer (zeros for phones without timing);
+                                "has_time" uint8 (n_phones,)
+
+Phones follow the order of ``phones.parquet`` rows of that utterance (``phone_index``).
+The pooling itself (:func:`pool_phones`) is a pure function so that any frame features -- an
+encoder's hidden states or pocketsphinx's per-frame phone scores -- go through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pronscore.constants import SAMPLE_RATE
+from pronscore.errors import ModelError
+
+
+def frame_span(start: float, end: float, frame_rate: float, n_frames: int) -> tuple[int, int]:
+    """Frames ``[a, b)`` covering ``[start, end)`` seconds; at least one frame, inside the array."""
+    a = int(math.floor(start * frame_rate + 1e-6))
+    b = int(math.ceil(end * frame_rate - 1e-6))
+    a = min(max(a, 0), max(n_frames - 1, 0))
+    b = min(max(b, a + 1), n_frames)
+    return a, b
+
+
+def pool_phones(
+    frames: np.ndarray, starts: Iterable[float], ends: Iterable[float], frame_rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``frames[..., t, :]`` over each phone's span.
+
+    ``frames``: (..., T, D). Returns (pooled (..., n_phones, D) float32, has_time (n_phones,)
+    bool); phones with a missing (NaN/None) time or an empty frame array pool to zeros.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    starts, ends = list(starts), list(ends)
+    n_frames = frames.shape[-2]
+    out = np.zeros((*frames.shape[:-2], len(starts), frames.shape[-1]), dtype=np.float32)
+    has = np.zeros(len(starts), dtype=bool)
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        if n_frames == 0 or s is None or e is None or not (np.isfinite(s) and np.isfinite(e)):
+            continue
+        a, b = frame_span(float(s), float(e), frame_rate, n_frames)
+        out[..., i, :] = frames[..., a:b, :].mean(axis=-2)
+        has[i] = True
+    return out, has
+
+
+class WhisperFrames:
+    """Hidden states of a Whisper encoder without the 30 s padding (faster on short clips).
+
+    The encoder runs on the utterance's own mel frames with the first T positional
+    embeddings: the same computation as the padded model except for attention to the padding.
+    """
+
+    frame_rate = 50.0
+
+    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+        import torch
+        from transformers import AutoFeatureExtractor, WhisperForAudioClassification
+
+        torch.set_num_threads(threads)
+        try:
+            model = WhisperForAudioClassification.from_pretrained(str(path), dtype=torch.float32)
+            self.fe = AutoFeatureExtractor.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load Whisper encoder ({exc})", path=str(path)) from exc
+        self.encoder = model.encoder.eval()
+        self.n_layers = len(self.encoder.layers) + 1
+        self.dim = int(self.encoder.config.d_model)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """(L+1, T, D) float32 hidden states at 50 frames/s (last one after the final norm)."""
+        import torch
+
+        feats = self.fe(
+            np.asarray(samples, dtype=np.float32), sampling_rate=SAMPLE_RATE, return_tensors="np"
+        )["input_features"]
+        n_mel = min(feats.shape[-1], 2 * math.ceil(len(samples) / 320) + 2)
+        n_mel += n_mel % 2
+        x = torch.from_numpy(feats[..., :n_mel])
+        enc = self.encoder
+        with torch.inference_mode():
+            h = torch.nn.functional.gelu(enc.conv1(x))
+            h = torch.nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)
+            h = h + enc.embed_positions.weight[: h.shape[1]]
+            states = [h]
+            for layer in enc.layers:
+                out = layer(h, None)
+                h = out[0] if isinstance(out, tuple) else out
+                states.append(h)
+            states[-1] = enc.layer_norm(h)
+        return torch.cat(states, dim=0).numpy()
+
+
+def cache_path(cache_dir: str | Path, utt_id: str) -> Path:
+    return Path(cache_dir) / f"{utt_id}.safetensors"
+
+
+def write_pooled(cache_dir: str | Path, utt_id: str, pooled: np.ndarray, has: np.ndarray) -> None:
+    """Atomically write one utterance's pooled vectors (float16 to halve the cache)."""
+    from safetensors.numpy import save_file
+
+    path = cache_path(cache_dir, utt_id)
+    tmp = path.with_suffix(".tmp")
+    save_file(
+        {"pooled": pooled.astype(np.float16), "has_time": has.astype(np.uint8)}, str(tmp)
+    )
+    tmp.replace(path)
+
+
+def load_pooled(cache_dir: str | Path, utt_id: str, layers: Iterable[int]) -> np.ndarray:
+    """(len(layers), n_phones, D) float32 pooled vectors of the chosen layers."""
+    from safetensors import safe_open
+
+    path = cache_path(cache_dir, utt_id)
+    if not path.is_file():
+        raise ModelError("no cached deep features for this utterance", path=str(path))
+    with safe_open(str(path), framework="numpy") as f:
+        pooled = f.get_tensor("pooled")
+    return pooled[list(layers)].astype(np.float32)
+
+
+def extract_pooled(
+    phones: Any,  # pandas.DataFrame: id, phone_index, start, end
+    audio_of: Any,  # callable utt_id -> 16 kHz float32 samples
+    cache_dir: str | Path,
+    *,
+    model: str | Path,
+    threads: int = 1,
+    progress: bool = True,
+) -> int:
+    """Pool Whisper hidden states over each phone of every utterance not yet cached.
+
+    Resumable: finished utterances are skipped. Returns how many utterances were computed.
+    """
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    groups = {str(k): g.sort_values("phone_index") for k, g in phones.groupby("id", sort=True)}
+    todo = [u for u in groups if not cache_path(cache, u).is_file()]
+    if not todo:
+        return 0
+    frames = WhisperFrames(model, threads=threads)
+    meta = {
+        "model": str(model),
+        "n_layers": frames.n_layers,
+        "dim": frames.dim,
+        "frame_rate": frames.frame_rate,
+    }
+    (cache / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    for utt in tqdm(todo, desc="whisper features", unit="utt", disable=not progress):
+        g = groups[utt]
+        states = frames(audio_of(utt))
+        pooled, has = pool_phones(states, g["start"], g["end"], frames.frame_rate)
+        write_pooled(cache, utt, pooled, has)
+    return len(todo)
+
+
+def dataset_audio(dataset_dir: str | Path, splits: Iterable[str]):
+    """A ``utt_id -> samples`` function over a prepared dataset's splits (lazy row access)."""
+    from pronscore.dataset import load_split
+
+    tables = [load_split(dataset_dir, s) for s in splits]
+    index = {str(i): (k, j) for k, t in enumerate(tables) for j, i in enumerate(t["id"])}
+
+    def audio_of(utt_id: str) -> np.ndarray:
+        k, j = index[utt_id]
+        return np.asarray(tables[k][j]["audio"], dtype=np.float32)
+
+    return audio_of
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pronscore.features.deep FEATURES_DIR DATASET_DIR CACHE_DIR [--model M]``."""
+    import argparse
+
+    from pronscore.features.extract import load_features
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("features_dir")
+    p.add_argument("dataset_dir")
+    p.add_argument("cache_dir")
+    p.add_argument("--model", default="/work/shared/models/whisper-base-encoder")
+    p.add_argument("--splits", default="dev,train")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    splits = args.splits.split(",")
+    audio_of = dataset_audio(args.dataset_dir, splits)
+    for split in splits:
+        phones = load_features(args.features_dir, split).phones
+        extract_pooled(phones, audio_of, args.cache_dir, model=args.model, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,518 @@
+"""Alignment + features for one utterance, and for a whole prepared dataset (``FEATURES_DIR``).
+
+FEATURES_DIR layout (version 1)::
+
+    meta.json                      {"version", "extractor": config, "frame_rate": 100,
+                                    "columns": {name: description}}
+    <split>/utterances.parquet     one row per utterance: id, status ("ok" | "failed"), reason,
+                                   duration, n_words, n_phones, u_* features, y_accuracy,
+                                   y_completeness, y_fluency, y_prosodic, y_total, speaker, age,
+                                   gender
+    <split>/words.parquet          one row per word: id, word_index, text, start, end (s),
+                                   w_* features, y_accuracy, y_stress, y_total
+    <split>/phones.parquet         one row per canonical phone: id, word_index, phone_index,
+                                   phone (with stress), base_phone, position (B/I/E/S),
+                                   start, end (s), p_* features (p_gop_forced, p_gop_free,
+                                   p_lpp, p_duration, p_lpr_<PHONE> x 39, ...), y_score (0-2)
+    <split>/frames/<id>.safetensors "phone_scores" float32 (T, 39): per-frame log phone
+                                   posteriors at 100 frames/s (senone scores max-pooled per
+                                   phone, log-softmax over the model's 42 phones incl. silence
+                                   and noise, the 39 speech columns kept, order
+                                   pronscore.text.PHONES); "nonspeech_scores" (T, 3): SIL,
+                                   +NSN+, +SPN+. T = 0 when the alignment failed.
+    <split>/cache/<id>.json        per-utterance records (resume state; parquet is built from them)
+
+A failed alignment keeps its words/phones rows, with NaN features and null start/end, so a
+downstream model can still predict (low) scores for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pronscore.acoustic.pocketsphinx import FRAME_RATE, MODEL_PHONES, ModelConfig
+from pronscore.align.base import Alignment
+from pronscore.align.pocketsphinx import PocketsphinxAligner
+from pronscore.audio import validate_samples
+from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS
+from pronscore.errors import CorpusError
+from pronscore.features.cache import UtteranceCache, atomic_write_bytes, atomic_write_json
+from pronscore.features.gop import (
+    N_SPEECH,
+    PHONE_FEATURES,
+    log_posteriors,
+    nan_phone_features,
+    phone_features,
+)
+from pronscore.features.prosody import (
+    UTTERANCE_PROSODY,
+    WORD_FEATURES,
+    prosody_tracks,
+    utterance_prosody,
+    word_prosody,
+)
+from pronscore.text import base_phone
+
+FEATURES_VERSION = 1
+
+UTTERANCE_GOP: dict[str, str] = {
+    "u_gop_forced_mean": "mean p_gop_forced over phones",
+    "u_gop_free_mean": "mean p_gop_free over phones",
+    "u_lpp_mean": "mean p_lpp over phones",
+    "u_lpp_min": "lowest p_lpp",
+    "u_lpp_p10": "10th percentile of p_lpp",
+    "u_best_ratio_mean": "mean p_best_ratio over phones",
+    "u_loop_match_mean": "mean p_loop_match over phones",
+    "u_n_fallback_words": "words pronounced by the letter-to-sound fallback",
+    "u_aligned": "1 when the alignment succeeded, else 0",
+}
+WORD_GOP: dict[str, str] = {
+    "w_gop_forced_mean": "mean p_gop_forced over the word's phones",
+    "w_gop_free_mean": "mean p_gop_free over the word's phones",
+    "w_lpp_mean": "mean p_lpp over the word's phones",
+    "w_lpp_min": "lowest p_lpp in the word",
+    "w_fallback": "1 when the word's phones came from the letter-to-sound fallback",
+}
+
+COLUMNS: dict[str, str] = {
+    "id": "utterance id",
+    "status": '"ok" or "failed" (alignment)',
+    "reason": "why the alignment failed (null when ok)",
+    "duration": "recording duration (s)",
+    "n_words": "words in the transcript",
+    "n_phones": "canonical phones in the transcript",
+    "speaker": "speaker id",
+    "age": "speaker age (years)",
+    "gender": "speaker gender",
+    "word_index": "word position in the utterance (0-based)",
+    "phone_index": "phone position in the utterance (0-based)",
+    "text": "word text (upper case)",
+    "phone": "canonical phone with stress digit",
+    "base_phone": "canonical phone without stress",
+    "position": "position in word: B, I, E or S (single-phone word)",
+    "start": "aligned start (s), null when the alignment failed",
+    "end": "aligned end (s), null when the alignment failed",
+    **UTTERANCE_PROSODY,
+    **UTTERANCE_GOP,
+    **WORD_FEATURES,
+    **WORD_GOP,
+    **PHONE_FEATURES,
+    **{f"y_{a}": f"human {a} score (0-10); in words.parquet word-level" for a in UTTERANCE_ASPECTS},
+    "y_stress": "human word stress score (0-10)",
+    "y_score": "human phone accuracy score (0-2)",
+}
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Everything that changes the numbers; saved as ``meta.json["extractor"]``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    posterior_scale: float = 1.0  # multiplies log-likelihoods (nats) before the softmax
+    phone_loop: bool = True
+    min_pause: float = 0.1
+    f0_floor: float = 75.0
+    f0_ceiling: float = 600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExtractorConfig:
+        d = dict(d)
+        model = ModelConfig(**d.pop("model", {}))
+        return cls(model=model, **d)
+
+
+class Extractor:
+    """Owns the aligner (and its decoders); build one per process and reuse it."""
+
+    def __init__(self, config: ExtractorConfig | None = None) -> None:
+        self.config = config or ExtractorConfig()
+        self.aligner = PocketsphinxAligner(self.config.model, phone_loop=self.config.phone_loop)
+
+
+@dataclass(frozen=True)
+class UtteranceFeatures:
+    """The three row sets of one utterance (no ids or labels), its frames and its alignment."""
+
+    utterance: dict[str, Any]
+    words: tuple[dict[str, Any], ...]
+    phones: tuple[dict[str, Any], ...]
+    frames: dict[str, np.ndarray]
+    alignment: Alignment
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """One split of a FEATURES_DIR as pandas DataFrames (+ where its frame files are)."""
+
+    utterances: Any  # pandas.DataFrame
+    words: Any
+    phones: Any
+    frames_dir: Path
+
+    def frames(self, utt_id: str) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file
+
+        return load_file(str(self.frames_dir / f"{utt_id}.safetensors"))
+
+
+def _position(i: int, n: int) -> str:
+    return "S" if n == 1 else "B" if i == 0 else "E" if i == n - 1 else "I"
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    v = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _audio_ok(samples: np.ndarray, max_duration: float) -> np.ndarray | None:
+    try:
+        return validate_samples(samples, max_duration=max_duration)
+    except Exception:
+        return None
+
+
+def extract_utterance(
+    samples: np.ndarray,
+    words: Sequence[tuple[str, tuple[str, ...]]],
+    *,
+    extractor: Extractor,
+    sources: Sequence[str] | None = None,
+) -> UtteranceFeatures:
+    """Align ``words`` (text, canonical phones with stress) on 16 kHz mono ``samples``.
+
+    ``sources`` gives each word's lexicon source (``corpus``/``cmudict``/``fallback``) so that
+    fallback pronunciations are flagged in ``w_fallback`` / ``u_n_fallback_words``.
+    """
+    cfg = extractor.config
+    words = [(str(t), tuple(p)) for t, p in words]
+    sources = list(sources) if sources is not None else ["corpus"] * len(words)
+    x = np.asarray(samples)
+    duration = x.shape[0] / SAMPLE_RATE if x.ndim >= 1 else 0.0
+    out = extractor.aligner.run(x, words)
+    al = out.alignment
+    valid = _audio_ok(x, cfg.model.max_duration)
+    n = (
+        al.n_frames
+        if al.ok
+        else (int(valid.size * FRAME_RATE // SAMPLE_RATE) if valid is not None else 0)
+    )
+
+    tracks = None
+    if valid is not None and n > 0:
+        tracks = prosody_tracks(
+            valid, n, frame_rate=FRAME_RATE, f0_floor=cfg.f0_floor, f0_ceiling=cfg.f0_ceiling
+        )
+    if tracks is not None:
+        utt = utterance_prosody(al, tracks, duration, min_pause=cfg.min_pause)
+    else:
+        utt = {**dict.fromkeys(UTTERANCE_PROSODY, math.nan), "u_duration": duration}
+
+    if al.ok and out.phone_scores is not None:
+        logpost = log_posteriors(out.phone_scores, cfg.posterior_scale)
+        p_feats = phone_features(al, logpost, out.loop)
+        w_pros = word_prosody(al, tracks) if tracks is not None else None
+        frames = {
+            "phone_scores": logpost[:, :N_SPEECH].copy(),
+            "nonspeech_scores": logpost[:, N_SPEECH:].copy(),
+        }
+    else:
+        p_feats = None
+        w_pros = None
+        frames = {
+            "phone_scores": np.zeros((0, N_SPEECH), np.float32),
+            "nonspeech_scores": np.zeros((0, len(MODEL_PHONES) - N_SPEECH), np.float32),
+        }
+
+    sec = 1.0 / FRAME_RATE
+    phone_rows: list[dict[str, Any]] = []
+    word_rows: list[dict[str, Any]] = []
+    k = 0
+    for wi, (text, phones) in enumerate(words):
+        seg = al.words[wi] if al.ok else None
+        mine = []
+        for i, ph in enumerate(phones):
+            ps = seg.phones[i] if seg is not None else None
+            row = {
+                "word_index": wi,
+                "phone_index": k,
+                "phone": ph,
+                "base_phone": base_phone(ph),
+                "position": _position(i, len(phones)),
+                "start": ps.start * sec if ps else None,
+                "end": ps.end * sec if ps else None,
+                **(p_feats[k] if p_feats is not None else nan_phone_features()),
+            }
+            mine.append(row)
+            k += 1
+        phone_rows.extend(mine)
+        wrow = {
+            "word_index": wi,
+            "text": text,
+            "start": seg.start * sec if seg else None,
+            "end": seg.end * sec if seg else None,
+            **(w_pros[wi] if w_pros is not None else dict.fromkeys(WORD_FEATURES, math.nan)),
+            "w_gop_forced_mean": _mean(mine, "p_gop_forced"),
+            "w_gop_free_mean": _mean(mine, "p_gop_free"),
+            "w_lpp_mean": _mean(mine, "p_lpp"),
+            "w_lpp_min": min((r["p_lpp"] for r in mine), default=math.nan),
+            "w_fallback": float(sources[wi] == "fallback"),
+        }
+        word_rows.append(wrow)
+
+    lpp = np.array([r["p_lpp"] for r in phone_rows], dtype=float)
+    finite = lpp[np.isfinite(lpp)]
+    utt.update(
+        {
+            "u_gop_forced_mean": _mean(phone_rows, "p_gop_forced"),
+            "u_gop_free_mean": _mean(phone_rows, "p_gop_free"),
+            "u_lpp_mean": float(finite.mean()) if finite.size else math.nan,
+            "u_lpp_min": float(finite.min()) if finite.size else math.nan,
+            "u_lpp_p10": float(np.percentile(finite, 10)) if finite.size else math.nan,
+            "u_best_ratio_mean": _mean(phone_rows, "p_best_ratio"),
+            "u_loop_match_mean": _mean(phone_rows, "p_loop_match"),
+            "u_n_fallback_words": float(sum(s == "fallback" for s in sources)),
+            "u_aligned": float(al.ok),
+        }
+    )
+    head = {
+        "status": al.status,
+        "reason": al.reason,
+        "duration": duration,
+        "n_words": len(words),
+        "n_phones": k,
+    }
+    return UtteranceFeatures({**head, **utt}, tuple(word_rows), tuple(phone_rows), frames, al)
+
+
+# ---------------------------------------------------------------- whole datasets
+
+
+def _record(row: dict[str, Any], feats: UtteranceFeatures) -> dict[str, Any]:
+    """Add ids and labels to the rows of one dataset utterance."""
+    uid = row["id"]
+    utt = {"id": uid, **feats.utterance}
+    utt.update({f"y_{a}": row.get(a) for a in UTTERANCE_ASPECTS})
+    utt.update(speaker=row.get("speaker"), age=row.get("age"), gender=row.get("gender"))
+    words, phones = [], []
+    for w, wrow in zip(row["words"], feats.words, strict=True):
+        words.append(
+            {
+                "id": uid,
+                **wrow,
+                "y_accuracy": w.get("accuracy"),
+                "y_stress": w.get("stress"),
+                "y_total": w.get("total"),
+            }
+        )
+    accs = [
+        a for w in row["words"] for a in (w.get("phones_accuracy") or [None] * len(w["phones"]))
+    ]
+    for prow, acc in zip(feats.phones, accs, strict=True):
+        phones.append({"id": uid, **prow, "y_score": acc})
+    return {"utterance": utt, "words": words, "phones": phones}
+
+
+class _Worker:
+    """Per-process state: the extractor (decoders) and the opened split."""
+
+    def __init__(self, dataset_dir: str, split: str, config: ExtractorConfig, out: str) -> None:
+        from pronscore.dataset import load_split
+
+        ds = load_split(dataset_dir, split)
+        self.meta = ds.remove_columns(["audio"])
+        self.audio = ds.select_columns(["audio"]).with_format("numpy")
+        self.extractor = Extractor(config)
+        self.cache = UtteranceCache(Path(out) / split)
+
+    def __call__(self, index: int) -> str:
+        row = self.meta[index]
+        samples = np.asarray(self.audio[index]["audio"], dtype=np.float32)
+        words = [(w["text"], tuple(w["phones"])) for w in row["words"]]
+        try:
+            feats = extract_utterance(samples, words, extractor=self.extractor)
+        except Exception as exc:  # one bad utterance must not stop a dataset run
+            print(f"features: {row['id']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            feats = _failed_features(samples, words, f"internal error: {exc}")
+        self.cache.write(row["id"], _record(row, feats), feats.frames)
+        return row["id"]
+
+
+def _failed_features(samples: np.ndarray, words, reason: str) -> UtteranceFeatures:
+    al = Alignment.failed(reason, 0, FRAME_RATE)
+    utt = {
+        "status": "failed",
+        "reason": reason,
+        "duration": len(samples) / SAMPLE_RATE,
+        "n_words": len(words),
+        "n_phones": sum(len(p) for _, p in words),
+        **dict.fromkeys(UTTERANCE_PROSODY, math.nan),
+        **dict.fromkeys(UTTERANCE_GOP, math.nan),
+    }
+    wrows, prows, k = [], [], 0
+    for wi, (text, phones) in enumerate(words):
+        wrows.append(
+            {
+                "word_index": wi,
+                "text": text,
+                "start": None,
+                "end": None,
+                **dict.fromkeys({**WORD_FEATURES, **WORD_GOP}, math.nan),
+            }
+        )
+        for i, ph in enumerate(phones):
+            prows.append(
+                {
+                    "word_index": wi,
+                    "phone_index": k,
+                    "phone": ph,
+                    "base_phone": base_phone(ph),
+                    "position": _position(i, len(phones)),
+                    "start": None,
+                    "end": None,
+                    **nan_phone_features(),
+                }
+            )
+            k += 1
+    frames = {
+        "phone_scores": np.zeros((0, N_SPEECH), np.float32),
+        "nonspeech_scores": np.zeros((0, len(MODEL_PHONES) - N_SPEECH), np.float32),
+    }
+    return UtteranceFeatures(utt, tuple(wrows), tuple(prows), frames, al)
+
+
+_WORKER: _Worker | None = None  # set once per pool process by _init (the Pool idiom)
+
+
+def _init(*args: Any) -> None:
+    global _WORKER
+    _WORKER = _Worker(*args)
+
+
+def _task(index: int) -> str:
+    assert _WORKER is not None
+    return _WORKER(index)
+
+
+def _write_meta(out: Path, config: ExtractorConfig) -> None:
+    meta = {
+        "version": FEATURES_VERSION,
+        "extractor": config.to_dict(),
+        "frame_rate": int(FRAME_RATE),
+        "columns": COLUMNS,
+    }
+    path = out / "meta.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        # fields added later take their defaults, which reproduce the older behaviour
+        try:
+            same = ExtractorConfig.from_dict(old.get("extractor") or {}) == config
+        except TypeError:  # a field this version does not know
+            same = False
+        if not same or old.get("version") != FEATURES_VERSION:
+            raise CorpusError(
+                "features here were made with another extractor config; use a new --out",
+                path=path,
+            )
+    atomic_write_json(path, meta)
+
+
+def _assemble(cache: UtteranceCache, ids: Sequence[str]) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    utts, words, phones = [], [], []
+    for uid in ids:
+        rec = cache.read(uid)
+        utts.append(rec["utterance"])
+        words.extend(rec["words"])
+        phones.extend(rec["phones"])
+    for name, rows in (("utterances", utts), ("words", words), ("phones", phones)):
+        df = pd.DataFrame(rows)
+        for col in df.columns:
+            if (
+                col[:2] in ("u_", "w_", "p_")
+                or col in ("start", "end", "duration")
+                or col.startswith("y_")
+            ):
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+        atomic_write_bytes(cache.split_dir / f"{name}.parquet", sink.getvalue().to_pybytes())
+
+
+def extract_dataset(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    splits: Sequence[str] | None = None,
+    jobs: int = 1,
+    limit: int | None = None,
+    progress: bool = True,
+    config: ExtractorConfig | None = None,
+) -> Path:
+    """Features of every utterance of ``splits`` (default: all) into ``out_dir``; resumable."""
+    from tqdm import tqdm
+
+    from pronscore.dataset import load_prepared
+
+    config = config or ExtractorConfig()
+    dd = load_prepared(dataset_dir)
+    splits = list(splits) if splits else list(dd.keys())
+    for s in splits:
+        if s not in dd:
+            raise CorpusError(f"split {s!r} not found (have: {', '.join(dd)})", path=dataset_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_meta(out, config)
+    for split in splits:
+        ids = list(dd[split]["id"])[: limit if limit is not None else None]
+        cache = UtteranceCache(out / split)
+        done = cache.done()
+        todo = [i for i, uid in enumerate(ids) if uid not in done]
+        args = (str(dataset_dir), split, config, str(out))
+        bar = tqdm(
+            total=len(ids),
+            initial=len(ids) - len(todo),
+            desc=f"features {split}",
+            unit="utt",
+            disable=not progress,
+        )
+        with bar:
+            if todo and jobs <= 1:
+                worker = _Worker(*args)
+                for i in todo:
+                    worker(i)
+                    bar.update()
+            elif todo:
+                with mp.get_context("fork").Pool(jobs, initializer=_init, initargs=args) as pool:
+                    for _ in pool.imap_unordered(_task, todo, chunksize=4):
+                        bar.update()
+        _assemble(cache, ids)
+    return out
+
+
+def load_features(features_dir: str | Path, split: str) -> SplitFeatures:
+    """Read ``FEATURES_DIR/<split>/{utterances,words,phones}.parquet``."""
+    import pandas as pd
+
+    d = Path(features_dir) / split
+    tables = {}
+    for name in ("utterances", "words", "phones"):
+        path = d / f"{name}.parquet"
+        if not path.is_file():
+            raise CorpusError(f"no {name}.parquet (run `pronscore features`)", path=path)
+        tables[name] = pd.read_parquet(path)
+    return SplitFeatures(tables["utterances"], tables["words"], tables["phones"], d / "frames")

@@ -1,0 +1,372 @@
+"""``Scorer``: acoustic model + aligner + feature builder + scoring head, for one recording.
+
+    from pronscore import Scorer
+    scorer = Scorer.from_pretrained("default")          # or any trained RUN_DIR
+    a = scorer.score("me.wav", "We call it bear")       # -> pronscore.schema.Assessment
+
+The CLI (``pronscore score``), the server and the page all go through this class.
+
+A scorer folder is a RUN_DIR (``config.json`` with its ``kind``, the head's weights) plus an
+optional ``scorer.json`` (:class:`ScorerConfig`: the feature extractor's settings the head was
+trained with, the lexicon file, limits) and the model card ``README.md``. Heads that score from
+features implement ``predict_features(SplitFeatures) -> {id: Assessment}``; heads that need the
+audio itself (SSL encoders) implement ``predict_utterance(samples, words) -> Assessment``.
+
+What a bad input gives: unreadable, empty or too long audio and empty or non-English text raise
+:class:`~pronscore.errors.AudioError` / :class:`~pronscore.errors.TextError`. Speech that cannot
+be aligned to the text (silence, noise, another sentence) is a *result*: ``status="failed"``,
+the aligner's ``reason`` and zero scores everywhere, because nothing of the sentence was heard.
+Words pronounced by the letter-to-sound fallback are scored but named in ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from pronscore.audio import read_audio, to_mono_16k, validate_samples
+from pronscore.constants import (
+    MAX_DURATION_S,
+    PHONE_SCALE,
+    SAMPLE_RATE,
+    UTTERANCE_ASPECTS,
+    UTTERANCE_SCALE,
+    WORD_SCALE,
+)
+from pronscore.errors import AudioError, ModelError
+from pronscore.features.extract import (
+    Extractor,
+    ExtractorConfig,
+    SplitFeatures,
+    UtteranceFeatures,
+    extract_utterance,
+)
+from pronscore.runs import load_predictor, read_run_config
+from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+from pronscore.text import Lexicon, Pronunciation
+
+SCORER_FILE = "scorer.json"
+LEXICON_FILE = "lexicon.txt"
+UTT_ID = "utt"
+_SF_OPENING = re.compile(r"Error opening <[^>]*>: ")
+Audio = str | os.PathLike | bytes | BinaryIO | np.ndarray
+
+
+def default_dir() -> Path:
+    """The model shipped inside the package (``pronscore/pretrained/default``)."""
+    return Path(str(resources.files("pronscore") / "pretrained" / "default"))
+
+
+def packaged_lexicon() -> Path:
+    """Speechocean762's lexicon (CC BY 4.0), shipped so new text is pronounced like the corpus."""
+    return default_dir() / LEXICON_FILE
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Saved as ``scorer.json`` beside the head's weights."""
+
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    lexicon: str | None = LEXICON_FILE  # file in the scorer folder; None: CMUdict + fallback
+    max_duration: float = MAX_DURATION_S
+    # A word is flagged mispronounced when its predicted accuracy or one of its phone scores
+    # falls below these (used only when the head gives no flag of its own).
+    mispronounced_word_below: float = 6.0
+    mispronounced_phone_below: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["extractor"] = self.extractor.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScorerConfig:
+        d = dict(d)
+        ex = ExtractorConfig.from_dict(d.pop("extractor", {}))
+        known = {f for f in cls.__dataclass_fields__ if f != "extractor"}
+        return cls(extractor=ex, **{k: v for k, v in d.items() if k in known})
+
+
+def read_scorer_config(model_dir: Path) -> ScorerConfig:
+    path = model_dir / SCORER_FILE
+    if not path.is_file():
+        return ScorerConfig()
+    try:
+        return ScorerConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ModelError(f"invalid scorer config ({exc})", path=path) from exc
+
+
+def _resolve(name_or_dir: str | os.PathLike) -> tuple[str, Path]:
+    if str(name_or_dir) == "default":
+        path = default_dir()
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                "the default model is not installed (run `pronscore train default`)", path=path
+            )
+        return "default", path
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        raise ModelError("model folder not found (use 'default' or a RUN_DIR)", path=path)
+    return str(path), path
+
+
+class Scorer:
+    """Scores one recording against its text. Thread-safe (one scoring at a time per scorer);
+    use :meth:`fork` for parallel scorers that share the head."""
+
+    def __init__(
+        self,
+        head: Any,
+        *,
+        config: ScorerConfig | None = None,
+        lexicon_path: Path | None = None,
+        name: str = "custom",
+        source_dir: Path | None = None,
+    ) -> None:
+        if not (hasattr(head, "predict_features") or hasattr(head, "predict_utterance")):
+            raise ModelError(
+                f"{type(head).__name__} cannot score single recordings "
+                "(needs predict_features or predict_utterance)"
+            )
+        self.head = head
+        self.config = config or ScorerConfig()
+        self.lexicon_path = lexicon_path
+        self.lexicon = Lexicon.from_file(lexicon_path) if lexicon_path else Lexicon()
+        self.name = name
+        self.source_dir = source_dir
+        self.extractor = Extractor(self.config.extractor)
+        self._lock = threading.Lock()  # pocketsphinx decoders are not thread-safe
+
+    # ------------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike = "default") -> Scorer:
+        """``"default"`` (shipped in the package) or any trained RUN_DIR / saved scorer."""
+        name, path = _resolve(name_or_dir)
+        read_run_config(path)  # clear ModelError when config.json is missing or bad
+        config = read_scorer_config(path)
+        lex_path = path / config.lexicon if config.lexicon else None
+        if lex_path is not None and not lex_path.is_file():
+            lex_path = packaged_lexicon()  # a plain RUN_DIR: pronounce like the corpus
+        head = load_predictor(path)
+        return cls(head, config=config, lexicon_path=lex_path, name=name, source_dir=path)
+
+    def fork(self) -> Scorer:
+        """A scorer with its own decoders that shares the (read-only) head and lexicon."""
+        return Scorer(
+            self.head,
+            config=self.config,
+            lexicon_path=self.lexicon_path,
+            name=self.name,
+            source_dir=self.source_dir,
+        )
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        """Write the head (its RUN_DIR files), ``scorer.json`` and the lexicon, atomically."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            if self.source_dir is not None:  # keeps the model card and metrics too
+                shutil.copytree(self.source_dir, tmp, dirs_exist_ok=True)
+            if hasattr(self.head, "save_pretrained"):
+                self.head.save_pretrained(tmp)
+            elif self.source_dir is None:
+                raise ModelError("this head cannot be saved (no save_pretrained, no source)")
+            config = replace(self.config, lexicon=None)
+            if self.lexicon_path is not None:
+                shutil.copyfile(self.lexicon_path, tmp / LEXICON_FILE)
+                config = replace(config, lexicon=LEXICON_FILE)
+            (tmp / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    # ------------------------------------------------------------------ scoring
+
+    def pronounce(self, text: str) -> list[Pronunciation]:
+        """Canonical phones of every word (:class:`~pronscore.errors.TextError` if unusable)."""
+        return self.lexicon.pronounce(text)
+
+    def load(
+        self, audio: Audio, *, sample_rate: int | None = None, max_duration: float | None = None
+    ) -> np.ndarray:
+        """Any accepted audio -> validated 16 kHz mono float32."""
+        limit = self.config.max_duration if max_duration is None else max_duration
+        if isinstance(audio, np.ndarray):
+            x = audio
+            if sample_rate is not None and sample_rate != SAMPLE_RATE:
+                x = to_mono_16k(x if x.ndim == 1 else x.reshape(x.shape[0], -1), sample_rate)
+            elif x.ndim == 2:
+                x = to_mono_16k(x, SAMPLE_RATE)
+            return validate_samples(x, max_duration=limit)
+        if isinstance(audio, os.PathLike):
+            audio = os.fspath(audio)
+        if not isinstance(audio, (str, bytes)) and not hasattr(audio, "read"):
+            raise AudioError(f"unsupported audio object {type(audio).__name__}")
+        try:
+            return read_audio(audio, max_duration=limit)[0]
+        except AudioError as err:  # soundfile names in-memory files by their repr: drop it
+            reason = _SF_OPENING.sub("", err.reason)
+            raise AudioError(reason, path=err.path, field=err.field) from err
+
+    def score(
+        self,
+        audio: Audio,
+        text: str,
+        *,
+        sample_rate: int | None = None,
+        max_duration: float | None = None,
+    ) -> Assessment:
+        """Score ``audio`` (path, bytes, binary file or samples) read as ``text``.
+
+        A NumPy array is taken as 16 kHz unless ``sample_rate`` says otherwise.
+        """
+        prons = self.pronounce(text)
+        samples = self.load(audio, sample_rate=sample_rate, max_duration=max_duration)
+        words = [(p.word, tuple(p.phones)) for p in prons]
+        with self._lock:
+            if hasattr(self.head, "predict_utterance"):
+                return self._finish(prons, None, self.head.predict_utterance(samples, words))
+            feats = extract_utterance(
+                samples, words, extractor=self.extractor, sources=[p.source for p in prons]
+            )
+        if feats.utterance["status"] != "ok":
+            return failed_assessment(prons, feats.utterance.get("reason") or "alignment failed")
+        hyp = self.head.predict_features(single_split(feats, UTT_ID))
+        if UTT_ID not in hyp:
+            raise ModelError(f"{type(self.head).__name__} returned no prediction")
+        return self._finish(prons, feats, hyp[UTT_ID])
+
+    def _finish(
+        self, prons: list[Pronunciation], feats: UtteranceFeatures | None, hyp: Assessment
+    ) -> Assessment:
+        """Our words and phones, the head's scores (clipped to the scales), aligned times."""
+        if hyp.status != "ok":
+            return failed_assessment(prons, hyp.reason or "the model could not score this")
+        utt = UtteranceScores(
+            **{a: _clip(getattr(hyp.utterance, a), UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
+        )
+        times = _phone_times(feats, len(prons))
+        words = []
+        for wi, p in enumerate(prons):
+            hw = hyp.words[wi] if wi < len(hyp.words) else None
+            hp = hw.phones if hw is not None else ()
+            phones = tuple(
+                PhoneAssessment(
+                    ph,
+                    _clip(hp[i].score if i < len(hp) else None, PHONE_SCALE),
+                    *(times[wi][i] if times else (None, None)),
+                )
+                for i, ph in enumerate(p.phones)
+            )
+            acc = _clip(hw.accuracy if hw else None, WORD_SCALE)
+            flag = hw.mispronounced if hw is not None else None
+            if flag is None:
+                flag = self._mispronounced(acc, phones)
+            words.append(
+                WordAssessment(
+                    text=p.word,
+                    accuracy=acc,
+                    stress=_clip(hw.stress if hw else None, WORD_SCALE),
+                    total=_clip(hw.total if hw else None, WORD_SCALE),
+                    phones=phones,
+                    mispronounced=flag,
+                )
+            )
+        guessed = [p.word for p in prons if p.source == "fallback"]
+        reason = hyp.reason
+        if guessed:
+            note = "pronunciation guessed (not in any lexicon) for: " + ", ".join(guessed)
+            reason = f"{reason}; {note}" if reason else note
+        return Assessment(utterance=utt, words=tuple(words), status="ok", reason=reason)
+
+    def _mispronounced(self, accuracy: float | None, phones: tuple[PhoneAssessment, ...]) -> bool:
+        scores = [p.score for p in phones if p.score is not None]
+        if accuracy is None and not scores:
+            return False
+        low_word = accuracy is not None and accuracy < self.config.mispronounced_word_below
+        low_phone = bool(scores) and min(scores) < self.config.mispronounced_phone_below
+        return low_word or low_phone
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _clip(value: float | None, top: float) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(min(max(float(value), 0.0), top), 3)
+
+
+def _phone_times(
+    feats: UtteranceFeatures | None, n_words: int
+) -> list[list[tuple[float | None, float | None]]] | None:
+    if feats is None:
+        return None
+    out: list[list[tuple[float | None, float | None]]] = [[] for _ in range(n_words)]
+    for row in feats.phones:
+        s, e = row.get("start"), row.get("end")
+        out[row["word_index"]].append(
+            (None if s is None else round(float(s), 3), None if e is None else round(float(e), 3))
+        )
+    return out
+
+
+def failed_assessment(prons: list[Pronunciation], reason: str) -> Assessment:
+    """Zero scores with the reason: nothing of the sentence could be found in the audio."""
+    words = tuple(
+        WordAssessment(
+            text=p.word,
+            accuracy=0.0,
+            stress=0.0,
+            total=0.0,
+            phones=tuple(PhoneAssessment(ph, 0.0) for ph in p.phones),
+            mispronounced=True,
+        )
+        for p in prons
+    )
+    utt = UtteranceScores(**dict.fromkeys(UTTERANCE_ASPECTS, 0.0))
+    return Assessment(utterance=utt, words=words, status="failed", reason=reason)
+
+
+class _MemorySplit(SplitFeatures):
+    """A one-utterance :class:`SplitFeatures` whose frames live in memory."""
+
+    def __init__(self, utts: Any, words: Any, phones: Any, frames: dict[str, np.ndarray]) -> None:
+        super().__init__(utts, words, phones, Path())
+        object.__setattr__(self, "_frames", frames)
+
+    def frames(self, utt_id: str) -> dict[str, np.ndarray]:
+        return self._frames  # type: ignore[attr-defined]
+
+
+def single_split(feats: UtteranceFeatures, utt_id: str = UTT_ID) -> SplitFeatures:
+    """The rows of one extracted utterance as the DataFrames a FEATURES_DIR split holds."""
+    import pandas as pd
+
+    utt = {"id": utt_id, **feats.utterance, "speaker": None, "age": None, "gender": None}
+    tables = []
+    for rows in ([utt], [{"id": utt_id, **r} for r in feats.words],
+                 [{"id": utt_id, **r} for r in feats.phones]):  # fmt: skip
+        df = pd.DataFrame(rows)
+        for col in df.columns:
+            if col[:2] in ("u_", "w_", "p_") or col in ("start", "end", "duration"):
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        tables.append(df)
+    return _MemorySplit(*tables, frames=feats.frames)

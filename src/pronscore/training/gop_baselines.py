@@ -1,0 +1,154 @@
+"""Train a GOP baseline (Lin & Wang 2021, Table 2) from a FEATURES_DIR into a RUN_DIR.
+
+Fitting lives in :mod:`pronscore.training.gbt` / :mod:`pronscore.training.blstm` (model selection
+on dev there); this module strings load -> fit -> dev metrics -> atomic save together:
+
+    RUN_DIR/config.json      {"kind", "features_dir", "feature_set", "feature_names", ...}
+    RUN_DIR/metrics.json     dev metrics JSON (pronscore.evaluation.metrics layout, with CIs)
+    RUN_DIR/*.txt | model.safetensors   the head's weights (no pickle)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
+from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
+from pronscore.features.extract import SplitFeatures, load_features
+from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+
+KINDS = ("gop-gbt", "gop-blstm")
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What ``pronscore train gop-gbt|gop-blstm`` exposes."""
+
+    train_split: str = "train"
+    dev_split: str = "dev"
+    seed: int = 1
+    threads: int = 2
+    feature_set: str = "all"  # gop-gbt only: "paper" | "all"
+    epochs: int = 60  # gop-blstm only
+    bootstrap: int = 1000
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
+
+
+def labels_from_features(split: SplitFeatures) -> dict[str, Assessment]:
+    """The human labels carried by a FEATURES split (``y_*`` columns) as Assessments."""
+    phones: dict[tuple[str, int], list[PhoneAssessment]] = {}
+    for r in split.phones.itertuples(index=False):
+        phones.setdefault((str(r.id), int(r.word_index)), []).append(
+            PhoneAssessment(str(r.phone), _num(getattr(r, "y_score", None)))
+        )
+    words: dict[str, list[WordAssessment]] = {}
+    for r in split.words.itertuples(index=False):
+        uid = str(r.id)
+        scores = {a: _num(getattr(r, f"y_{a}", None)) for a in WORD_ASPECTS}
+        ph = tuple(phones.get((uid, int(r.word_index)), ()))
+        words.setdefault(uid, []).append(WordAssessment(str(r.text), phones=ph, **scores))
+    out = {}
+    for r in split.utterances.itertuples(index=False):
+        uid = str(r.id)
+        scores = UtteranceScores(**{a: _num(getattr(r, f"y_{a}", None)) for a in UTTERANCE_ASPECTS})
+        out[uid] = Assessment(utterance=scores, words=tuple(words.get(uid, ())))
+    return out
+
+
+def speaker_meta(split: SplitFeatures) -> dict[str, UttMeta]:
+    u = split.utterances
+    age = u["age"] if "age" in u else pd.Series([None] * len(u))
+    gender = u["gender"] if "gender" in u else pd.Series([None] * len(u))
+    return {
+        str(i): UttMeta(age=None if pd.isna(a) else int(a), gender=None if pd.isna(g) else str(g))
+        for i, a, g in zip(u["id"], age, gender, strict=True)
+    }
+
+
+def fit_head(kind: str, train: SplitFeatures, dev: SplitFeatures, opts: TrainOptions, log=print):
+    """Fit ``kind`` on ``train`` with model selection on ``dev``; returns (head, dev PCCs)."""
+    if kind == "gop-gbt":
+        from pronscore.heads.gbt import GbtConfig
+        from pronscore.training.gbt import fit_gbt
+
+        config = GbtConfig(feature_set=opts.feature_set, seed=opts.seed, threads=opts.threads)
+        return fit_gbt(train, dev, config, log=log)
+    if kind == "gop-blstm":
+        import torch
+
+        from pronscore.heads.blstm import BlstmConfig
+        from pronscore.training.blstm import fit_blstm
+
+        torch.set_num_threads(max(1, opts.threads))
+        return fit_blstm(train, dev, BlstmConfig(seed=opts.seed, epochs=opts.epochs), log=log)
+    raise ValueError(f"unknown GOP baseline {kind!r} (known: {', '.join(KINDS)})")
+
+
+def feature_names(head: Any) -> dict[str, list[str]]:
+    """level -> input columns of a fitted head (GBT: per level; BLSTM: the phone columns)."""
+    if hasattr(head, "features"):
+        return dict(head.features)
+    return {"phone": list(head.columns)}
+
+
+def train_gop(
+    kind: str,
+    features_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    opts: TrainOptions = TrainOptions(),
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train, evaluate on dev, write RUN_DIR (built beside it, then renamed); returns metrics."""
+    np.random.seed(opts.seed)
+    train = load_features(features_dir, opts.train_split)
+    dev = load_features(features_dir, opts.dev_split)
+    started = time.perf_counter()
+    head, dev_pcc = fit_head(kind, train, dev, opts, log=log)
+    seconds = round(time.perf_counter() - started, 1)
+    metrics = evaluate_assessments(
+        labels_from_features(dev),
+        head.predict_features(dev),
+        speaker_meta(dev),
+        n_boot=opts.bootstrap,
+    )
+    metrics.update({"split": opts.dev_split, "kind": kind})
+    head.extra.update({
+        "features_dir": str(Path(features_dir).resolve()),
+        "feature_set": opts.feature_set if kind == "gop-gbt" else "phone",
+        "feature_names": feature_names(head),
+        "train_split": opts.train_split,
+        "dev_split": opts.dev_split,
+        "seed": opts.seed,
+        "n_train_utterances": len(train.utterances),
+        "dev_pcc": dev_pcc,
+        "train_seconds": seconds,
+    })  # fmt: skip
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        head.save_pretrained(tmp)
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is meant to be shared
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics

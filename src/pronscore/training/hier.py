@@ -1,0 +1,683 @@
+"""Training of the hierarchical scorer: inputs, batching, masked multi-level losses, the three
+stages of Lin & Wang (2021) and the ``hier`` predictor.
+
+Inputs (``--inputs``, joined with ``+``):
+
+* ``gop``        the per-phone ``p_*`` columns of a FEATURES_DIR (paper Table 3 variant)
+* ``ps-frames``  pocketsphinx per-frame log phone posteriors (``frames/<id>.safetensors``),
+                 mean-pooled over each aligned phone (39 + 3 non-speech dims)
+* ``whisper:L``  Whisper layer L pooled per phone (cache of :mod:`pronscore.features.deep`);
+                 ``whisper:A-B`` is a learned softmax-weighted sum of layers A..B
+
+Stages: (1) the acoustic model is pretrained and frozen (features are cached);
+(2) ``pretrain="synthetic"``: a GOP gradient-boosted-trees teacher (``pronscore.heads.gbt``)
+scores the unlabelled utterances -- the train split itself with out-of-fold teacher
+predictions, plus any extra FEATURES_DIR (e.g. augmented audio) -- and the module is trained
+on those scores; (3) fine-tuning on the human scores, model selection on dev.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pronscore.constants import PHONE_SCALE, UTTERANCE_ASPECTS, WORD_ASPECTS, WORD_SCALE
+from pronscore.errors import ModelError
+from pronscore.evaluation.metrics import pearson
+from pronscore.features.extract import SplitFeatures, load_features
+from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
+from pronscore.schema import Assessment
+
+DEFAULT_DEEP_CACHE = "/work/data/deep-whisper"
+_WHISPER = re.compile(r"^whisper:(\d+)(?:-(\d+))?$")
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Parsed ``--inputs``: which per-phone vectors, and which Whisper layers (if any)."""
+
+    gop: bool = False
+    ps_frames: bool = False
+    whisper_layers: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> InputSpec:
+        spec = cls()
+        for part in text.split("+"):
+            part = part.strip()
+            if part == "gop":
+                spec = replace(spec, gop=True)
+            elif part == "ps-frames":
+                spec = replace(spec, ps_frames=True)
+            elif m := _WHISPER.match(part):
+                a = int(m.group(1))
+                b = int(m.group(2) or a)
+                spec = replace(spec, whisper_layers=tuple(range(a, b + 1)))
+            else:
+                raise ModelError(f"unknown input {part!r}", field="inputs")
+        if spec == cls():
+            raise ModelError("no inputs given", field="inputs")
+        return spec
+
+
+@dataclass(frozen=True)
+class UttArrays:
+    """One utterance, grouped by word: x (W, P, [L,] F), phone ids (W, P) (0 = padding),
+    labels on 0-1 (NaN = unknown): phone (W, P), word (W, 3), utterance (5,)."""
+
+    id: str
+    x: np.ndarray
+    phone_ids: np.ndarray
+    y_phone: np.ndarray
+    y_word: np.ndarray
+    y_utt: np.ndarray
+
+
+def gop_columns(phones: pd.DataFrame) -> list[str]:
+    return [c for c in phones.columns if c.startswith("p_") and c != "p_phone_id"]
+
+
+def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
+    from pronscore.features.deep import pool_phones
+
+    path = split.frames_dir / f"{utt}.safetensors"
+    if not path.is_file():
+        return np.zeros((len(g), 42), np.float32)
+    fr = split.frames(utt)
+    frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
+    return pool_phones(frames, g["start"], g["end"], 100.0)[0]
+
+
+def phone_vectors(
+    split: SplitFeatures, spec: InputSpec, *, deep_cache: str | Path, gop_cols: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per utterance: (n_phones, [L,] F) float32 input vectors in ``phone_index`` order."""
+    from pronscore.features.deep import load_pooled
+
+    out = {}
+    for utt, g in split.phones.groupby("id", sort=False):
+        g = g.sort_values("phone_index")
+        parts = []
+        if spec.gop:
+            parts.append(g.reindex(columns=list(gop_cols)).to_numpy(np.float32))
+        if spec.ps_frames:
+            parts.append(_frame_pooled(split, str(utt), g))
+        flat = np.concatenate(parts, axis=1) if parts else np.zeros((len(g), 0), np.float32)
+        if spec.whisper_layers:
+            deep = load_pooled(deep_cache, str(utt), spec.whisper_layers)  # (L, n, D)
+            deep = deep.transpose(1, 0, 2)
+            if deep.shape[0] != len(g):
+                raise ModelError("deep cache does not match phones", path=str(utt))
+            rep = np.repeat(flat[:, None, :], deep.shape[1], axis=1)
+            x = np.concatenate([deep, rep], axis=2)
+            out[str(utt)] = x[:, 0] if x.shape[1] == 1 else x
+        else:
+            out[str(utt)] = flat
+    return out
+
+
+def _y(df: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in df:
+        return np.full(len(df), np.nan, np.float32)
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(np.float32)
+
+
+def build_items(split: SplitFeatures, vectors: dict[str, np.ndarray]) -> list[UttArrays]:
+    """Group each utterance's phones by word and attach 0-1 scaled labels."""
+    words = {u: g.sort_values("word_index") for u, g in split.words.groupby("id", sort=False)}
+    phones = {u: g.sort_values("phone_index") for u, g in split.phones.groupby("id", sort=False)}
+    items = []
+    for r in split.utterances.itertuples(index=False):
+        uid = str(r.id)
+        if uid not in phones:
+            continue
+        g, w = phones[uid], words.get(uid)
+        widx = g["word_index"].to_numpy(int)
+        n_w = int(widx.max()) + 1 if w is None else max(len(w), int(widx.max()) + 1)
+        n_p = int(np.bincount(widx, minlength=n_w).max())
+        v = vectors[uid]
+        x = np.zeros((n_w, n_p, *v.shape[1:]), np.float32)
+        ids = np.zeros((n_w, n_p), np.int64)
+        yp = np.full((n_w, n_p), np.nan, np.float32)
+        slot = np.zeros(n_w, int)
+        y_score = _y(g, "y_score") / PHONE_SCALE
+        for k, (wi, ph) in enumerate(zip(widx, g["base_phone"], strict=True)):
+            j = slot[wi]
+            slot[wi] += 1
+            x[wi, j] = v[k]
+            ids[wi, j] = phone_id(str(ph))
+            yp[wi, j] = y_score[k]
+        yw = np.full((n_w, len(WORD_ASPECTS)), np.nan, np.float32)
+        if w is not None:
+            wi = w["word_index"].to_numpy(int)
+            for a, asp in enumerate(WORD_ASPECTS):
+                yw[wi, a] = _y(w, f"y_{asp}") / WORD_SCALE
+        yu = np.array([_num(getattr(r, f"y_{a}", None)) for a in UTTERANCE_ASPECTS], np.float32)
+        items.append(UttArrays(uid, x, ids, yp, yw, yu / 10.0))
+    return items
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None or pd.isna(v) else float(v)
+
+
+def collate(items: Sequence[UttArrays]) -> dict[str, torch.Tensor]:
+    """Pad a batch to (B, W, P, ...); labels NaN where padded or unknown."""
+    B = len(items)
+    W = max(i.x.shape[0] for i in items)
+    P = max(i.x.shape[1] for i in items)
+    tail = items[0].x.shape[2:]
+    x = np.zeros((B, W, P, *tail), np.float32)
+    ids = np.zeros((B, W, P), np.int64)
+    yp = np.full((B, W, P), np.nan, np.float32)
+    yw = np.full((B, W, len(WORD_ASPECTS)), np.nan, np.float32)
+    yu = np.stack([i.y_utt for i in items])
+    for b, it in enumerate(items):
+        w, p = it.x.shape[:2]
+        x[b, :w, :p] = it.x
+        ids[b, :w, :p] = it.phone_ids
+        yp[b, :w, :p] = it.y_phone
+        yw[b, :w] = it.y_word
+    t = torch.from_numpy
+    return {"x": t(x), "ids": t(ids), "yp": t(yp), "yw": t(yw), "yu": t(yu)}
+
+
+def fit_input_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dim mean/std over all real phones (and layers); NaN inputs are later set to the mean."""
+    rows = np.concatenate(
+        [it.x[it.phone_ids > 0].reshape(-1, it.x.shape[-1]) for it in items], axis=0
+    )
+    mean = np.nanmean(rows, axis=0)
+    std = np.nanstd(rows, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def fill_nan(items: Sequence[UttArrays], mean: np.ndarray) -> list[UttArrays]:
+    out = []
+    for it in items:
+        x = np.where(np.isfinite(it.x), it.x, mean).astype(np.float32)
+        out.append(replace(it, x=x))
+    return out
+
+
+# --- losses, prediction, training --------------------------------------------------------------
+
+
+def _mse(pred: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+    if pred is None:
+        return torch.zeros(())
+    m = torch.isfinite(y)
+    if not m.any():
+        return torch.zeros(())
+    return ((pred[m] - y[m]) ** 2).mean()
+
+
+def batch_loss(model: HierarchicalScorer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Masked MSE summed over levels; each head is scored on the aspects it predicts."""
+    c = model.config
+    out = model(batch["x"], batch["ids"])
+    u_cols = [UTTERANCE_ASPECTS.index(a) for a in c.utterance_outputs]
+    loss = _mse(out.utterance, batch["yu"][:, u_cols])
+    if out.word is not None:
+        w_cols = [WORD_ASPECTS.index(a) for a in c.word_outputs]
+        loss = loss + _mse(out.word, batch["yw"][..., w_cols])
+    if out.phone is not None:
+        loss = loss + _mse(out.phone, batch["yp"])
+    return loss
+
+
+@torch.inference_mode()
+def predict_items(
+    model: HierarchicalScorer, items: Sequence[UttArrays], batch_size: int = 64
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per utterance: "utterance" (n_u,), "word" (W, n_w) or None, "phone" (W, P) or None, on 0-1."""
+    model.eval()
+    preds = {}
+    for s in range(0, len(items), batch_size):
+        chunk = items[s : s + batch_size]
+        b = collate(chunk)
+        out = model(b["x"], b["ids"])
+        for k, it in enumerate(chunk):
+            w, p = it.x.shape[:2]
+            preds[it.id] = {
+                "utterance": out.utterance[k].numpy(),
+                "word": None if out.word is None else out.word[k, :w].numpy(),
+                "phone": None if out.phone is None else out.phone[k, :w, :p].numpy(),
+            }
+    return preds
+
+
+def dev_pcc(model: HierarchicalScorer, items: Sequence[UttArrays]) -> dict[str, float]:
+    """Quick dev PCCs used for model selection (utterance aspects the model predicts)."""
+    preds = predict_items(model, items)
+    out = {}
+    for j, a in enumerate(model.config.utterance_outputs):
+        ref = np.array([it.y_utt[UTTERANCE_ASPECTS.index(a)] for it in items])
+        hyp = np.array([preds[it.id]["utterance"][j] for it in items])
+        m = np.isfinite(ref)
+        out[a] = pearson(ref[m], hyp[m]) or 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 1
+    patience: int = 10
+    select_on: str = "total"
+
+
+def _freeze(model: HierarchicalScorer, trainable: str) -> None:
+    """``all`` or ``top`` (fine-tune only the word attention and the output heads)."""
+    for name, p in model.named_parameters():
+        p.requires_grad = trainable == "all" or name.startswith(
+            ("word_attn", "sent_norm", "utt_head", "word_head", "phone_head")
+        )
+
+
+def fit(
+    model: HierarchicalScorer,
+    train: Sequence[UttArrays],
+    dev: Sequence[UttArrays] | None,
+    opts: FitOptions,
+    *,
+    trainable: str = "all",
+    log: Callable[[str], None] = print,
+) -> tuple[HierarchicalScorer, dict]:
+    """Adam on masked MSE; keeps the state with the best dev PCC (last state without dev)."""
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    _freeze(model, trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(opts.epochs, 1))
+    best, best_state, best_epoch, stale = -np.inf, None, -1, 0
+    for epoch in range(opts.epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        total = 0.0
+        for s in range(0, len(order), opts.batch_size):
+            batch = collate([train[i] for i in order[s : s + opts.batch_size]])
+            loss = batch_loss(model, batch)
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            total += loss.item() * len(batch["yu"])
+        sched.step()
+        if dev is None:
+            continue
+        pcc = dev_pcc(model, dev)
+        score = pcc.get(opts.select_on, float(np.mean(list(pcc.values()))))
+        log(f"epoch {epoch + 1:3d} loss {total / len(train):.4f} dev PCC {score:.3f}")
+        if score > best:
+            best, best_epoch, stale = score, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= opts.patience:
+                break
+    for p in model.parameters():
+        p.requires_grad = True
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), {"best_dev_pcc": best, "best_epoch": best_epoch}
+
+
+# --- stage 2: synthetic scores --------------------------------------------------------------
+
+
+def teacher_scores(
+    train: SplitFeatures,
+    dev: SplitFeatures,
+    unlabelled: Sequence[SplitFeatures] = (),
+    *,
+    seed: int = 1,
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+) -> list[SplitFeatures]:
+    """Synthetic labels from the GOP GBT baseline, written into ``y_*`` columns.
+
+    The train split is scored out-of-fold (2 speaker-disjoint halves, each scored by a teacher
+    fitted on the other half) so the synthetic scores are honest predictions, not echoes of
+    the human labels; extra unlabelled splits are scored by a teacher fitted on all of train.
+    """
+    from pronscore.heads.gbt import GbtConfig
+    from pronscore.training.gbt import fit_gbt
+
+    config = GbtConfig(feature_set="all", seed=seed, threads=threads)
+    spk = train.utterances["speaker"].astype(str)
+    half = spk.map(lambda s: hash_mod2(s)).to_numpy()
+    out = []
+    for k in (0, 1):
+        fit_ids = set(train.utterances["id"][half != k].astype(str))
+        head, _ = fit_gbt(_subset(train, fit_ids), dev, config, log=lambda *_: None)
+        other = _subset(train, set(train.utterances["id"][half == k].astype(str)))
+        out.append(relabel(other, head.predict_features(other)))
+        log(f"teacher fold {k}: scored {len(other.utterances)} train utterances")
+    if unlabelled:
+        head, _ = fit_gbt(train, dev, config, log=lambda *_: None)
+        for u in unlabelled:
+            out.append(relabel(u, head.predict_features(u)))
+    return out
+
+
+def hash_mod2(s: str) -> int:
+    import zlib
+
+    return zlib.crc32(s.encode()) % 2
+
+
+def _subset(split: SplitFeatures, ids: set[str]) -> SplitFeatures:
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        return df[df["id"].astype(str).isin(ids)].reset_index(drop=True)
+
+    return SplitFeatures(
+        keep(split.utterances), keep(split.words), keep(split.phones), split.frames_dir
+    )
+
+
+def relabel(split: SplitFeatures, preds: dict[str, Assessment]) -> SplitFeatures:
+    """A copy of ``split`` whose ``y_*`` columns hold the predictions ``preds``."""
+    u = split.utterances.copy()
+    for a in UTTERANCE_ASPECTS:
+        u[f"y_{a}"] = [getattr(preds[str(i)].utterance, a) for i in u["id"]]
+    w = split.words.copy()
+    wmap = {
+        (uid, j): wa for uid, p in preds.items() for j, wa in enumerate(p.words)
+    }
+    for a in WORD_ASPECTS:
+        w[f"y_{a}"] = [
+            getattr(wmap.get((str(i), int(j))), a, None) for i, j in zip(w["id"], w["word_index"])
+        ]
+    ph = split.phones.copy()
+    pmap = {(uid, j): pa.score for uid, p in preds.items() for j, pa in enumerate(p.phones)}
+    order = ph.groupby("id")["phone_index"].rank(method="first").astype(int) - 1
+    ph["y_score"] = [pmap.get((str(i), int(k))) for i, k in zip(ph["id"], order)]
+    for df in (u, w, ph):
+        for c in df.columns:
+            if c.startswith("y_"):
+                df[c] = pd.to_numeric(df[c], errors="coerce")
+    return SplitFeatures(u, w, ph, split.frames_dir)
+
+
+# --- the whole recipe -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HierTrainOptions:
+    inputs: str = "gop"
+    pretrain: str = "none"  # "none" | "synthetic"
+    finetune: bool = True
+    finetune_trainable: str = "all"  # "all" | "top"
+    attention: bool = True
+    multi: bool = True
+    seed: int = 1
+    epochs: int = 40
+    pretrain_epochs: int = 20
+    deep_cache: str = DEFAULT_DEEP_CACHE
+    unlabelled: tuple[str, ...] = ()  # extra FEATURES_DIR splits "DIR:split" for stage 2
+    threads: int = 1
+
+
+@dataclass
+class TrainedHier:
+    model: HierarchicalScorer
+    info: dict
+
+
+def prepare_items(
+    split: SplitFeatures, spec: InputSpec, deep_cache: str | Path, gop_cols: Sequence[str]
+) -> list[UttArrays]:
+    return build_items(split, phone_vectors(split, spec, deep_cache=deep_cache, gop_cols=gop_cols))
+
+
+def train_hier(
+    train: SplitFeatures,
+    dev: SplitFeatures,
+    opts: HierTrainOptions,
+    *,
+    log: Callable[[str], None] = print,
+) -> TrainedHier:
+    """Stages 2 (optional) and 3 for one seed; returns the dev-selected model and timings."""
+    torch.set_num_threads(max(1, opts.threads))
+    t0 = time.process_time()
+    spec = InputSpec.parse(opts.inputs)
+    gop_cols = gop_columns(train.phones)
+    tr = prepare_items(train, spec, opts.deep_cache, gop_cols)
+    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols)
+    mean, std = fit_input_norm(tr)
+    tr, dv = fill_nan(tr, mean), fill_nan(dv, mean)
+    in_dim = tr[0].x.shape[-1]
+    n_layers = len(spec.whisper_layers) if len(spec.whisper_layers) > 1 else 1
+    extra = {"inputs": opts.inputs, "gop_columns": gop_cols if spec.gop else []}
+    kw = {"n_input_layers": n_layers, "attention": opts.attention, "extra": extra}
+    config = HierConfig.multi(in_dim, **kw) if opts.multi else HierConfig(in_dim=in_dim, **kw)
+    torch.manual_seed(opts.seed)
+    model = HierarchicalScorer(config)
+    model.in_mean.copy_(torch.from_numpy(mean))
+    model.in_std.copy_(torch.from_numpy(std))
+    info: dict[str, Any] = {"options": opts.__dict__, "n_parameters": model.n_parameters()}
+    if opts.pretrain == "synthetic":
+        extra_splits = [load_features(*u.rsplit(":", 1)) for u in opts.unlabelled]
+        synth = teacher_scores(train, dev, extra_splits, seed=opts.seed, threads=opts.threads, log=log)
+        syn_items = [
+            it for s in synth for it in fill_nan(prepare_items(s, spec, opts.deep_cache, gop_cols), mean)
+        ]
+        log(f"stage 2: pre-training on {len(syn_items)} synthetically scored utterances")
+        model, info["pretrain"] = fit(
+            model, syn_items, dv, FitOptions(epochs=opts.pretrain_epochs, seed=opts.seed), log=log
+        )
+    elif opts.pretrain != "none":
+        raise ModelError(f"unknown pretrain {opts.pretrain!r}", field="pretrain")
+    if opts.finetune:
+        log("stage 3: fine-tuning on human scores")
+        model, info["finetune"] = fit(
+            model,
+            tr,
+            dv,
+            FitOptions(epochs=opts.epochs, seed=opts.seed),
+            trainable=opts.finetune_trainable,
+            log=log,
+        )
+    info["cpu_seconds"] = time.process_time() - t0
+    return TrainedHier(model, info)
+
+
+# --- predictor -------------------------------------------------------------------------------
+
+
+def assessments(
+    model: HierarchicalScorer, split: SplitFeatures, items: Sequence[UttArrays]
+) -> dict[str, Assessment]:
+    """Predictions for a FEATURES split as Assessments (scores clipped to their scales)."""
+    from pronscore.heads.gbt import assemble
+
+    preds = predict_items(model, items)
+    c = model.config
+    utts, words, phones = split.utterances, split.words, split.phones
+    u_pred = {}
+    for a in UTTERANCE_ASPECTS:
+        if a in c.utterance_outputs:
+            j = c.utterance_outputs.index(a)
+            u_pred[a] = np.array(
+                [preds[str(i)]["utterance"][j] * 10.0 if str(i) in preds else np.nan for i in utts["id"]]
+            )
+    w_pred: dict[str, np.ndarray | None] = {}
+    for a in c.word_outputs:
+        j = c.word_outputs.index(a)
+        w_pred[a] = np.array(
+            [
+                _at(preds, str(i), "word", (int(k), j)) * WORD_SCALE
+                for i, k in zip(words["id"], words["word_index"])
+            ]
+        )
+    p_pred = None
+    if c.phone_output:
+        slot = phones.groupby(["id", "word_index"]).cumcount()
+        p_pred = np.array(
+            [
+                _at(preds, str(i), "phone", (int(w), int(s))) * PHONE_SCALE
+                for i, w, s in zip(phones["id"], phones["word_index"], slot)
+            ]
+        )
+    return assemble(utts, words, phones, u_pred, w_pred, p_pred)
+
+
+def _at(preds: dict, uid: str, level: str, idx: tuple[int, int]) -> float:
+    arr = preds.get(uid, {}).get(level)
+    try:
+        return float(arr[idx])
+    except (TypeError, IndexError):
+        return float("nan")
+
+
+class HierHead:
+    """The ``hier`` run kind for ``pronscore evaluate``: model + how its inputs are built."""
+
+    def __init__(self, model: HierarchicalScorer, run_dir: Path, config: dict) -> None:
+        self.model, self.run_dir, self.config = model, run_dir, config
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path) -> HierHead:
+        d = Path(run_dir)
+        return cls(
+            HierarchicalScorer.from_pretrained(d),
+            d,
+            json.loads((d / "config.json").read_text(encoding="utf-8")),
+        )
+
+    def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
+        extra = self.model.config.extra
+        spec = InputSpec.parse(extra["inputs"])
+        items = prepare_items(split, spec, self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
+                              extra.get("gop_columns", []))
+        items = fill_nan(items, self.model.in_mean.numpy())
+        return assessments(self.model, split, items)
+
+    def predict_split(
+        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
+    ) -> dict[str, Assessment]:
+        """Features are reused from the training FEATURES_DIR or extracted; Whisper vectors
+        missing from the cache are computed from the dataset audio first."""
+        from pronscore.heads.tables import features_for_split
+
+        feats = features_for_split(
+            self.config.get("features_dir"), dataset_dir, split, cache_dir=self.run_dir, jobs=jobs
+        )
+        spec = InputSpec.parse(self.model.config.extra["inputs"])
+        if spec.whisper_layers:
+            from pronscore.features.deep import dataset_audio, extract_pooled
+
+            extract_pooled(
+                feats.phones,
+                dataset_audio(dataset_dir, [split]),
+                self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
+                model=self.config.get("whisper_model", "/work/shared/models/whisper-base-encoder"),
+            )
+        return self.predict_features(feats)
+
+
+# --- seeds, evaluation, saving ---------------------------------------------------------------
+
+
+def evaluate_dev(
+    model: HierarchicalScorer, dev: SplitFeatures, opts: HierTrainOptions, n_boot: int = 1000
+) -> dict:
+    """The metrics JSON (pronscore.evaluation layout) of ``model`` on a labelled split."""
+    from pronscore.evaluation.metrics import evaluate_assessments
+    from pronscore.training.gop_baselines import labels_from_features, speaker_meta
+
+    spec = InputSpec.parse(opts.inputs)
+    items = prepare_items(dev, spec, opts.deep_cache, model.config.extra.get("gop_columns", []))
+    hyps = assessments(model, dev, fill_nan(items, model.in_mean.numpy()))
+    return evaluate_assessments(
+        labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot
+    )
+
+
+def train_seeds(
+    train: SplitFeatures,
+    dev: SplitFeatures,
+    opts: HierTrainOptions,
+    seeds: Sequence[int],
+    *,
+    n_boot: int = 1000,
+    log: Callable[[str], None] = print,
+) -> tuple[TrainedHier, list[dict]]:
+    """One run per seed; returns the run with the best dev utterance-total PCC and every
+    seed's ``{"seed", "metrics", "info"}``."""
+    runs, best, best_pcc = [], None, -np.inf
+    for seed in seeds:
+        o = replace(opts, seed=seed)
+        trained = train_hier(train, dev, o, log=log)
+        metrics = evaluate_dev(trained.model, dev, o, n_boot=n_boot)
+        runs.append({"seed": seed, "metrics": metrics, "info": trained.info})
+        pcc = (metrics.get("utterance", {}).get("total", {}) or {}).get("pcc") or -1.0
+        log(f"seed {seed}: dev utterance total PCC {pcc:.3f}")
+        if pcc > best_pcc:
+            best, best_pcc = trained, pcc
+    assert best is not None
+    return best, runs
+
+
+def mean_metrics(runs: Sequence[dict]) -> dict:
+    """PCC / CI bounds / MSE averaged over seeds, per level and aspect."""
+    out: dict[str, dict] = {}
+    for level in ("utterance", "word", "phone"):
+        aspects = {a for r in runs for a in r["metrics"].get(level, {})}
+        for a in sorted(aspects):
+            ms = [r["metrics"][level][a] for r in runs if r["metrics"].get(level, {}).get(a)]
+            ms = [m for m in ms if m.get("pcc") is not None]
+            if not ms:
+                continue
+            ci = [m["ci95"] for m in ms if m.get("ci95")]
+            out.setdefault(level, {})[a] = {
+                "pcc": float(np.mean([m["pcc"] for m in ms])),
+                "pcc_sd": float(np.std([m["pcc"] for m in ms])),
+                "ci95": [float(np.mean([c[0] for c in ci])), float(np.mean([c[1] for c in ci]))]
+                if ci
+                else None,
+                "mse": float(np.mean([m["mse"] for m in ms])),
+                "n": int(ms[0]["n"]),
+            }
+    return out
+
+
+def save_run(
+    out_dir: str | Path, trained: TrainedHier, runs: Sequence[dict], extra: dict
+) -> None:
+    """RUN_DIR: model.safetensors + config.json (kind "hier") + metrics.json, via a temp dir."""
+    import shutil
+    import tempfile
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        trained.model.save_pretrained(tmp, extra={**extra, "train_info": trained.info})
+        summary = {"seeds": list(runs), "mean": mean_metrics(runs)}
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
