@@ -37,7 +37,6 @@ HF_FAMILIES = ("wav2vec2", "hubert", "wavlm")
 FAMILIES = (*HF_FAMILIES, "whisper")
 WHISPER_HOP = 160  # mel hop in samples (10 ms)
 WHISPER_WINDOW_S = 30.0
-WAV2VEC2_FRAME_RATE = SAMPLE_RATE / 320  # 50 Hz: product of the CNN strides
 WHISPER_FRAME_RATE = SAMPLE_RATE / (2 * WHISPER_HOP)  # 50 Hz: conv2 has stride 2
 
 
@@ -205,6 +204,13 @@ def hidden_size_of(config: Any) -> int:
     return config.d_model if family_of(config) == "whisper" else config.hidden_size
 
 
+def frame_rate_of(config: Any) -> float:
+    """Encoder frames per second: 50 for real checkpoints of every family."""
+    if family_of(config) == "whisper":
+        return WHISPER_FRAME_RATE
+    return SAMPLE_RATE / math.prod(config.conv_stride)
+
+
 # --- the numpy view ----------------------------------------------------------------------------
 
 
@@ -224,7 +230,7 @@ class Encoder:
         self.feature_extractor = feature_extractor
         self.num_layers = num_layers_of(config)
         self.hidden_size = hidden_size_of(config)
-        self.frame_rate = WHISPER_FRAME_RATE if self.family == "whisper" else WAV2VEC2_FRAME_RATE
+        self.frame_rate = frame_rate_of(config)
 
     @classmethod
     def from_pretrained(cls, id_or_path: str, *, dtype: torch.dtype = torch.float32) -> Encoder:

@@ -17,22 +17,40 @@ from pronscore.training.hier import DEFAULT_DEEP_CACHE
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="FEATURES_DIR from `pronscore features`")
     p.add_argument("--out", required=True, help="RUN_DIR to write")
-    p.add_argument("--inputs", default="gop",
-                   help="gop | ps-frames | whisper:L | whisper:A-B (weighted sum), joined by +")
-    p.add_argument("--pretrain", choices=("none", "synthetic"), default="none",
-                   help="stage 2: pre-train on GBT-teacher scores of unlabelled utterances")
-    p.add_argument("--unlabelled", action="append", default=[], metavar="FEATURES_DIR:SPLIT",
-                   help="extra unlabelled features for stage 2 (e.g. augmented audio)")
+    p.add_argument(
+        "--inputs",
+        default="gop",
+        help="gop | ps-frames | whisper:L | whisper:A-B (weighted sum), joined by +",
+    )
+    p.add_argument(
+        "--pretrain",
+        choices=("none", "synthetic"),
+        default="none",
+        help="stage 2: pre-train on GBT-teacher scores of unlabelled utterances",
+    )
+    p.add_argument(
+        "--unlabelled",
+        action="append",
+        default=[],
+        metavar="FEATURES_DIR:SPLIT",
+        help="extra unlabelled features for stage 2 (e.g. augmented audio)",
+    )
     p.add_argument("--no-finetune", action="store_true", help="skip stage 3 (human scores)")
     p.add_argument("--finetune-trainable", choices=("all", "top"), default="all")
     p.add_argument("--no-attention", action="store_true", help="average instead of attention")
-    p.add_argument("--single", action="store_true",
-                   help="paper outputs only (utterance total), not multi-granularity")
+    p.add_argument(
+        "--single",
+        action="store_true",
+        help="paper outputs only (utterance total), not multi-granularity",
+    )
     p.add_argument("--seeds", default="1", help="comma-separated seeds")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--pretrain-epochs", type=int, default=15)
-    p.add_argument("--deep-cache", default=DEFAULT_DEEP_CACHE,
-                   help="per-phone pooled Whisper vectors (python -m pronscore.features.deep)")
+    p.add_argument(
+        "--deep-cache",
+        default=DEFAULT_DEEP_CACHE,
+        help="per-phone pooled Whisper vectors (python -m pronscore.features.deep)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-split", default="train")
     p.add_argument("--dev-split", default="dev")

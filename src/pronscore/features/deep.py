@@ -29,8 +29,8 @@ from pronscore.errors import ModelError
 
 def frame_span(start: float, end: float, frame_rate: float, n_frames: int) -> tuple[int, int]:
     """Frames ``[a, b)`` covering ``[start, end)`` seconds; at least one frame, inside the array."""
-    a = int(math.floor(start * frame_rate + 1e-6))
-    b = int(math.ceil(end * frame_rate - 1e-6))
+    a = math.floor(start * frame_rate + 1e-6)
+    b = math.ceil(end * frame_rate - 1e-6)
     a = min(max(a, 0), max(n_frames - 1, 0))
     b = min(max(b, a + 1), n_frames)
     return a, b
@@ -115,9 +115,7 @@ def write_pooled(cache_dir: str | Path, utt_id: str, pooled: np.ndarray, has: np
 
     path = cache_path(cache_dir, utt_id)
     tmp = path.with_suffix(".tmp")
-    save_file(
-        {"pooled": pooled.astype(np.float16), "has_time": has.astype(np.uint8)}, str(tmp)
-    )
+    save_file({"pooled": pooled.astype(np.float16), "has_time": has.astype(np.uint8)}, str(tmp))
     tmp.replace(path)
 
 

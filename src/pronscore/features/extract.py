@@ -22,6 +22,10 @@ FEATURES_DIR layout (version 1)::
                                    +NSN+, +SPN+. T = 0 when the alignment failed.
     <split>/cache/<id>.json        per-utterance records (resume state; parquet is built from them)
 
+``meta.json["extractor"]["model"]["aligner"]`` says which aligner made the features
+("pocketsphinx": its own two-pass state alignment; "viterbi": one decoder pass + numpy Viterbi
+over the same HMMs, see :mod:`pronscore.acoustic.pocketsphinx`). Scores are in nats.
+
 A failed alignment keeps its words/phones rows, with NaN features and null start/end, so a
 downstream model can still predict (low) scores for it.
 """

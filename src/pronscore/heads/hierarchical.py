@@ -125,7 +125,9 @@ class HierarchicalScorer(nn.Module):
         c = self.config = config
         if c.d % c.heads:
             raise ModelError(f"d={c.d} not divisible by heads={c.heads}", field="heads")
-        self.layer_logits = nn.Parameter(torch.zeros(c.n_input_layers)) if c.n_input_layers > 1 else None
+        self.layer_logits = (
+            nn.Parameter(torch.zeros(c.n_input_layers)) if c.n_input_layers > 1 else None
+        )
         # input standardisation fitted on train features; saved with the weights
         self.register_buffer("in_mean", torch.zeros(c.in_dim))
         self.register_buffer("in_std", torch.ones(c.in_dim))

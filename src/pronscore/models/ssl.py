@@ -105,19 +105,21 @@ class SslScorer(nn.Module):
 
     def __init__(self, config: SslConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
-        self.settings = config
         bcfg = _backbone_config_object(config.backbone_config)
         self.family = family_of(bcfg)
         self.backbone = backbone if backbone is not None else build_backbone(bcfg)
         if getattr(self.backbone.config, "layerdrop", 0.0):  # skipped layers vanish from
             self.backbone.config.layerdrop = 0.0  # hidden_states: the layer sum needs them all
+        # the config as the backbone really is, JSON-normalised so a saved run compares equal
+        bdict = json.loads(json.dumps(self.backbone.config.to_dict()))
+        self.settings = config = replace(config, backbone_config=bdict)
         d = hidden_size_of(bcfg)
         n_states = num_layers_of(bcfg) + 1
         self.layer_weights = nn.Parameter(torch.zeros(n_states)) if config.layer_sum else None
-        self.attention = nn.Linear(d, 1) if config.pooling == "attention" else None
         uses_ctc = config.strategy in ("ctc", "ctc-logits")
         self.ctc_head = nn.Linear(d, CTC_CLASSES) if uses_ctc else None
         head_in = CTC_CLASSES if config.strategy == "ctc-logits" else d
+        self.attention = nn.Linear(head_in, 1) if config.pooling == "attention" else None
         self.head = nn.Sequential(
             nn.Dropout(config.head_dropout),
             nn.Linear(head_in, config.head_hidden),

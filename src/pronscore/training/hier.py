@@ -30,7 +30,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pronscore.constants import PHONE_SCALE, UTTERANCE_ASPECTS, WORD_ASPECTS, WORD_SCALE
+from pronscore.constants import (
+    PHONE_SCALE,
+    UTTERANCE_ASPECTS,
+    WORD_ASPECTS,
+    WORD_SCALE,
+)
 from pronscore.errors import ModelError
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.extract import SplitFeatures, load_features
@@ -244,7 +249,7 @@ def batch_loss(model: HierarchicalScorer, batch: dict[str, torch.Tensor]) -> tor
 def predict_items(
     model: HierarchicalScorer, items: Sequence[UttArrays], batch_size: int = 64
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per utterance: "utterance" (n_u,), "word" (W, n_w) or None, "phone" (W, P) or None, on 0-1."""
+    """Per utterance: "utterance" (n_u,), "word" (W, n_w), "phone" (W, P) (or None), on 0-1."""
     model.eval()
     preds = {}
     for s in range(0, len(items), batch_size):
@@ -400,17 +405,14 @@ def relabel(split: SplitFeatures, preds: dict[str, Assessment]) -> SplitFeatures
     for a in UTTERANCE_ASPECTS:
         u[f"y_{a}"] = [getattr(preds[str(i)].utterance, a) for i in u["id"]]
     w = split.words.copy()
-    wmap = {
-        (uid, j): wa for uid, p in preds.items() for j, wa in enumerate(p.words)
-    }
+    wmap = {(uid, j): wa for uid, p in preds.items() for j, wa in enumerate(p.words)}
     for a in WORD_ASPECTS:
-        w[f"y_{a}"] = [
-            getattr(wmap.get((str(i), int(j))), a, None) for i, j in zip(w["id"], w["word_index"])
-        ]
+        keys = zip(w["id"].astype(str), w["word_index"].astype(int), strict=True)
+        w[f"y_{a}"] = [getattr(wmap.get(k), a, None) for k in keys]
     ph = split.phones.copy()
     pmap = {(uid, j): pa.score for uid, p in preds.items() for j, pa in enumerate(p.phones)}
     order = ph.groupby("id")["phone_index"].rank(method="first").astype(int) - 1
-    ph["y_score"] = [pmap.get((str(i), int(k))) for i, k in zip(ph["id"], order)]
+    ph["y_score"] = [pmap.get((str(i), int(k))) for i, k in zip(ph["id"], order, strict=True)]
     for df in (u, w, ph):
         for c in df.columns:
             if c.startswith("y_"):
@@ -437,6 +439,14 @@ class HierTrainOptions:
     threads: int = 1
 
 
+def synthetic_splits(
+    train: SplitFeatures, dev: SplitFeatures, opts: HierTrainOptions, log: Callable = print
+) -> list[SplitFeatures]:
+    """Stage-2 data: teacher-scored train (out-of-fold) + the ``--unlabelled`` splits."""
+    extra = [load_features(*u.rsplit(":", 1)) for u in opts.unlabelled]
+    return teacher_scores(train, dev, extra, seed=1, threads=opts.threads, log=log)
+
+
 @dataclass
 class TrainedHier:
     model: HierarchicalScorer
@@ -454,9 +464,12 @@ def train_hier(
     dev: SplitFeatures,
     opts: HierTrainOptions,
     *,
+    synthetic: Sequence[SplitFeatures] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainedHier:
-    """Stages 2 (optional) and 3 for one seed; returns the dev-selected model and timings."""
+    """Stages 2 (optional) and 3 for one seed; returns the dev-selected model and timings.
+
+    ``synthetic``: teacher-scored splits for stage 2 (computed here when not given)."""
     torch.set_num_threads(max(1, opts.threads))
     t0 = time.process_time()
     spec = InputSpec.parse(opts.inputs)
@@ -476,10 +489,11 @@ def train_hier(
     model.in_std.copy_(torch.from_numpy(std))
     info: dict[str, Any] = {"options": opts.__dict__, "n_parameters": model.n_parameters()}
     if opts.pretrain == "synthetic":
-        extra_splits = [load_features(*u.rsplit(":", 1)) for u in opts.unlabelled]
-        synth = teacher_scores(train, dev, extra_splits, seed=opts.seed, threads=opts.threads, log=log)
+        synth = synthetic if synthetic is not None else synthetic_splits(train, dev, opts, log)
         syn_items = [
-            it for s in synth for it in fill_nan(prepare_items(s, spec, opts.deep_cache, gop_cols), mean)
+            it
+            for s in synth
+            for it in fill_nan(prepare_items(s, spec, opts.deep_cache, gop_cols), mean)
         ]
         log(f"stage 2: pre-training on {len(syn_items)} synthetically scored utterances")
         model, info["pretrain"] = fit(
@@ -518,7 +532,10 @@ def assessments(
         if a in c.utterance_outputs:
             j = c.utterance_outputs.index(a)
             u_pred[a] = np.array(
-                [preds[str(i)]["utterance"][j] * 10.0 if str(i) in preds else np.nan for i in utts["id"]]
+                [
+                    preds[str(i)]["utterance"][j] * 10.0 if str(i) in preds else np.nan
+                    for i in utts["id"]
+                ]
             )
     w_pred: dict[str, np.ndarray | None] = {}
     for a in c.word_outputs:
@@ -526,7 +543,7 @@ def assessments(
         w_pred[a] = np.array(
             [
                 _at(preds, str(i), "word", (int(k), j)) * WORD_SCALE
-                for i, k in zip(words["id"], words["word_index"])
+                for i, k in zip(words["id"], words["word_index"], strict=True)
             ]
         )
     p_pred = None
@@ -535,13 +552,13 @@ def assessments(
         p_pred = np.array(
             [
                 _at(preds, str(i), "phone", (int(w), int(s))) * PHONE_SCALE
-                for i, w, s in zip(phones["id"], phones["word_index"], slot)
+                for i, w, s in zip(phones["id"], phones["word_index"], slot, strict=True)
             ]
         )
     return assemble(utts, words, phones, u_pred, w_pred, p_pred)
 
 
-def _at(preds: dict, uid: str, level: str, idx: tuple[int, int]) -> float:
+def _at(preds: dict, uid: str, level: str, idx: tuple[int, ...]) -> float:
     arr = preds.get(uid, {}).get(level)
     try:
         return float(arr[idx])
@@ -567,8 +584,12 @@ class HierHead:
     def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
         extra = self.model.config.extra
         spec = InputSpec.parse(extra["inputs"])
-        items = prepare_items(split, spec, self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
-                              extra.get("gop_columns", []))
+        items = prepare_items(
+            split,
+            spec,
+            self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
+            extra.get("gop_columns", []),
+        )
         items = fill_nan(items, self.model.in_mean.numpy())
         return assessments(self.model, split, items)
 
@@ -608,9 +629,7 @@ def evaluate_dev(
     spec = InputSpec.parse(opts.inputs)
     items = prepare_items(dev, spec, opts.deep_cache, model.config.extra.get("gop_columns", []))
     hyps = assessments(model, dev, fill_nan(items, model.in_mean.numpy()))
-    return evaluate_assessments(
-        labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot
-    )
+    return evaluate_assessments(labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot)
 
 
 def train_seeds(
@@ -625,9 +644,17 @@ def train_seeds(
     """One run per seed; returns the run with the best dev utterance-total PCC and every
     seed's ``{"seed", "metrics", "info"}``."""
     runs, best, best_pcc = [], None, -np.inf
+    synth = None
+    if opts.pretrain == "synthetic":  # one teacher for all seeds (its CPU time is reported)
+        t0 = time.process_time()
+        synth = synthetic_splits(train, dev, opts, log)
+        teacher_cpu = time.process_time() - t0
     for seed in seeds:
         o = replace(opts, seed=seed)
-        trained = train_hier(train, dev, o, log=log)
+        trained = train_hier(train, dev, o, synthetic=synth, log=log)
+        if synth is not None:
+            trained.info["teacher_cpu_seconds"] = teacher_cpu
+            trained.info["cpu_seconds"] += teacher_cpu
         metrics = evaluate_dev(trained.model, dev, o, n_boot=n_boot)
         runs.append({"seed": seed, "metrics": metrics, "info": trained.info})
         pcc = (metrics.get("utterance", {}).get("total", {}) or {}).get("pcc") or -1.0
@@ -661,9 +688,7 @@ def mean_metrics(runs: Sequence[dict]) -> dict:
     return out
 
 
-def save_run(
-    out_dir: str | Path, trained: TrainedHier, runs: Sequence[dict], extra: dict
-) -> None:
+def save_run(out_dir: str | Path, trained: TrainedHier, runs: Sequence[dict], extra: dict) -> None:
     """RUN_DIR: model.safetensors + config.json (kind "hier") + metrics.json, via a temp dir."""
     import shutil
     import tempfile

@@ -1,0 +1,143 @@
+"""``pronscore report hier``: the hierarchical scorer's dev table (Lin & Wang 2021, Tables 3-6).
+
+    pronscore report hier --features FEATURES_DIR --runs RUNS_DIR \
+        --out docs/results_hierarchical.md [--seeds 1,2,3] [--rows gop,whisper,...]
+
+Each row is one ``pronscore train hier`` configuration, trained per seed with model selection
+on dev into ``RUNS_DIR/<row>`` (reused when present, so the command resumes); the table shows
+the seed-mean PCC with its 95% bootstrap CI per aspect and the CPU time per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from pronscore.training.hier import DEFAULT_DEEP_CACHE, HierTrainOptions
+
+W = "whisper:3-6+gop"
+ROWS: dict[str, tuple[str, HierTrainOptions]] = {
+    # name: (table, options) -- tables mirror the paper's 3 (inputs), 4/5 (stages), 6 (attention)
+    "gop": ("inputs", HierTrainOptions(inputs="gop")),
+    "ps-frames": ("inputs", HierTrainOptions(inputs="ps-frames")),
+    "whisper4": ("inputs", HierTrainOptions(inputs="whisper:4")),
+    "whisper3-6": ("inputs", HierTrainOptions(inputs="whisper:3-6")),
+    "whisper3-6+gop": ("inputs", HierTrainOptions(inputs=W)),
+    "gop/pretrain": ("stages", HierTrainOptions(inputs="gop", pretrain="synthetic")),
+    "gop/pretrain-only": (
+        "stages",
+        HierTrainOptions(inputs="gop", pretrain="synthetic", finetune=False),
+    ),
+    "whisper3-6+gop/pretrain": ("stages", HierTrainOptions(inputs=W, pretrain="synthetic")),
+    "whisper3-6+gop/pretrain-top": (
+        "stages",
+        HierTrainOptions(inputs=W, pretrain="synthetic", finetune_trainable="top"),
+    ),
+    "gop/no-attention": ("attention", HierTrainOptions(inputs="gop", attention=False)),
+    "whisper3-6+gop/no-attention": ("attention", HierTrainOptions(inputs=W, attention=False)),
+}
+TITLES = {
+    "inputs": "Inputs (paper Table 3: GOP vs deep features); no pre-training, fine-tuned",
+    "stages": "Stages (paper Tables 4-5): stage-2 synthetic pre-training, with/without stage 3",
+    "attention": "Self-attention vs averaging (paper Table 6)",
+}
+ASPECTS = [("utterance", a) for a in ("total", "accuracy", "fluency", "prosodic", "completeness")]
+ASPECTS += [("word", "total"), ("phone", "accuracy")]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="report", metavar="REPORT", required=True)
+    h = sub.add_parser("hier", help="hierarchical scorer table on dev")
+    h.add_argument("--features", required=True)
+    h.add_argument("--runs", required=True, help="folder for one RUN_DIR per row (resumable)")
+    h.add_argument("--out", default="docs/results_hierarchical.md")
+    h.add_argument("--seeds", default="1")
+    h.add_argument("--rows", default=",".join(ROWS), help=f"subset of {', '.join(ROWS)}")
+    h.add_argument("--epochs", type=int, default=30)
+    h.add_argument("--deep-cache", default=DEFAULT_DEEP_CACHE)
+    h.add_argument("--threads", type=int, default=1)
+
+
+def _cell(m: dict | None) -> str:
+    if not m or m.get("pcc") is None:
+        return "–"
+    ci = m.get("ci95")
+    return f"{m['pcc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def render(results: dict[str, dict], seeds: list[int], command: str) -> str:
+    """Markdown: one table per paper table; rows = configurations, columns = aspects."""
+    head = (
+        "| row | inputs | pre-train | fine-tune | attention | "
+        + " | ".join(f"{lvl} {a}" for lvl, a in ASPECTS)
+        + " | CPU s/seed |"
+    )
+    sep = "|" + "---|" * (6 + len(ASPECTS))
+    lines = [
+        "# Hierarchical attention scorer on dev (Speechocean762)",
+        "",
+        "Lin & Wang (Interspeech 2021) hierarchical attention module, multi-granularity, trained",
+        "on the train split with model selection on dev. Cells: PCC averaged over seeds "
+        f"{seeds} [mean 95% bootstrap CI]. CPU time: process time per seed (features cached).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    for table, title in TITLES.items():
+        rows = [(n, r) for n, r in results.items() if ROWS[n][0] == table]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", head, sep]
+        for name, r in rows:
+            o = ROWS[name][1]
+            cells = [_cell(r["mean"].get(lvl, {}).get(a)) for lvl, a in ASPECTS]
+            cpu = sum(s["info"]["cpu_seconds"] for s in r["seeds"]) / len(r["seeds"])
+            lines.append(
+                f"| {name} | {o.inputs} | {o.pretrain} | {'yes' if o.finetune else 'no'}"
+                f"{'' if o.finetune_trainable == 'all' else ' (top)'} | "
+                f"{'yes' if o.attention else 'avg'} | " + " | ".join(cells) + f" | {cpu:.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from pronscore.features.extract import load_features
+    from pronscore.training.hier import save_run, train_seeds
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        print(f"error: unknown rows {unknown} (known: {', '.join(ROWS)})", file=sys.stderr)
+        return 2
+    train = load_features(args.features, "train")
+    dev = load_features(args.features, "dev")
+    runs = Path(args.runs)
+    results = {}
+    for name in names:
+        run_dir = runs / name.replace("/", "__")
+        if (run_dir / "metrics.json").is_file():
+            results[name] = json.loads((run_dir / "metrics.json").read_text())
+            continue
+        o = replace(
+            ROWS[name][1], epochs=args.epochs, deep_cache=args.deep_cache, threads=args.threads
+        )
+        print(f"== {name}", flush=True)
+        best, seed_runs = train_seeds(train, dev, o, seeds, log=lambda s: None)
+        extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
+        save_run(run_dir, best, seed_runs, extra)
+        results[name] = json.loads((run_dir / "metrics.json").read_text())
+        m = results[name]["mean"]["utterance"]["total"]
+        print(f"   utterance total PCC {m['pcc']:.3f}", flush=True)
+    command = "pronscore report hier " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else ""
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(render(results, seeds, command.strip()), encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
