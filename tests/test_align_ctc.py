@@ -97,3 +97,19 @@ def test_aligner_and_gop() -> None:
     failed = aligner.align(lp[:2], [("CALL", ("K", "AO1", "L"))], frame_rate=50)
     assert not failed.ok and "too few" in failed.reason
     assert "not in the CTC vocabulary" in aligner.align(lp, [("X", ("ZH",))], 50).reason
+
+
+def test_aligner_bad_input_is_a_failed_result() -> None:
+    aligner = CtcAligner()
+    lp = _log_softmax(np.random.default_rng(0).normal(size=(20, 40)))
+    words = [("CALL", ("K", "AO1", "L"))]
+    assert aligner.align(lp, words, 50).ok
+    for bad_lp, bad_words in [
+        (lp[:, :5], words),  # vocabulary size mismatch
+        (lp[0], words),  # 1-D
+        (np.where(np.arange(40) == 3, np.nan, lp), words),
+        (lp, []),
+        (lp, [("CALL", ())]),
+    ]:
+        ali = aligner.align(bad_lp, bad_words, 50)
+        assert not ali.ok and ali.reason

@@ -17,6 +17,15 @@ from pronscore.models.ssl import STRATEGIES, SslConfig, SslScorer
 FAMILIES = ("wav2vec2", "hubert", "wavlm", "whisper")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared machine they lose a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_config(family: str, norm: str = "layer"):
     """A 2-layer, 16-dim backbone config. ``norm="layer"`` gives per-frame CNN normalisation
     (large checkpoints); ``"group"`` is the wav2vec2-base CNN, which normalises over time."""
@@ -74,12 +83,12 @@ def test_forward_backward_and_frozen_parameters_stay_fixed(family, strategy):
     model = tiny_scorer(family, strategy, layer_sum=True).train()
     frozen = set(model.frozen_parameter_names())
     if strategy == "general":
-        assert all("embed_positions" in n for n in frozen)
+        assert all(n.endswith(("embed_positions.weight", "masked_spec_embed")) for n in frozen)
     elif strategy == "frozen":
         assert {f"backbone.{n}" for n, _ in model.backbone.named_parameters()} == frozen
     else:
-        assert frozen and all(n.split(".")[1] in ("feature_extractor", "conv1", "conv2",
-                                                   "embed_positions") for n in frozen)  # fmt: skip
+        stem = ("feature_extractor", "conv1", "conv2", "embed_positions", "masked_spec_embed")
+        assert frozen and all(n.split(".")[1] in stem for n in frozen)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     x, mask = toy_batch(family)
     out = model(
@@ -96,6 +105,19 @@ def test_forward_backward_and_frozen_parameters_stay_fixed(family, strategy):
     assert any(n.startswith("head.") for n in changed)
     if strategy != "frozen":
         assert any(n.startswith("backbone.") for n in changed)
+
+
+@pytest.mark.parametrize("strategy", ["general", "freeze", "frozen"])
+def test_a_frozen_cnn_builds_no_autograd_graph(strategy):
+    """HF's feature encoder records a graph unless told it is frozen: wasted time and memory."""
+    model = tiny_scorer("wav2vec2", strategy).train()
+    seen = []
+    model.backbone.feature_extractor.register_forward_hook(
+        lambda mod, inp, out: seen.append(out.requires_grad)
+    )
+    x, mask = toy_batch("wav2vec2")
+    model(x, mask, labels=torch.full((2, 5), 0.5))
+    assert seen == [strategy == "general"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -136,6 +158,24 @@ def test_save_load_round_trip_is_bit_exact(family, tmp_path):
         assert torch.equal(model(x, mask)["logits"], loaded(x, mask)["logits"])
 
 
+def test_ctc_logits_start_from_the_checkpoints_own_ctc_head(tmp_path):
+    """The seed's variant: logits of the checkpoint's CTC layer (its characters), not phones."""
+    from transformers import Wav2Vec2ForCTC
+
+    cfg = tiny_config("wav2vec2")
+    cfg.vocab_size = 12
+    torch.manual_seed(3)
+    Wav2Vec2ForCTC(cfg).save_pretrained(tmp_path / "ctc")
+    ref = Wav2Vec2ForCTC.from_pretrained(tmp_path / "ctc")
+    model = SslScorer.from_backbone(str(tmp_path / "ctc"), SslConfig(strategy="ctc-logits"))
+    assert model.ctc_head.out_features == 12 and model.head[1].in_features == 12
+    assert torch.equal(model.ctc_head.weight, ref.lm_head.weight)
+    assert torch.equal(model.backbone.encoder.layers[0].attention.k_proj.weight,
+                       ref.wav2vec2.encoder.layers[0].attention.k_proj.weight)  # fmt: skip
+    model.save_pretrained(tmp_path / "run")
+    assert SslScorer.from_pretrained(tmp_path / "run").ctc_head.out_features == 12
+
+
 def test_bad_run_dir_and_config_raise_model_error(tmp_path):
     with pytest.raises(ModelError):
         SslScorer.from_pretrained(tmp_path)
@@ -146,7 +186,7 @@ def test_bad_run_dir_and_config_raise_model_error(tmp_path):
 @pytest.mark.parametrize("family", ["hubert", "whisper"])
 def test_encoder_from_config_returns_every_layer(family):
     cfg = tiny_config(family)
-    cfg.max_source_positions = 1500  # Encoder pads Whisper input to 30 s, as it was trained
+    cfg.max_source_positions = 1500  # a real Whisper's 30 s of positions
     enc = Encoder.from_config(cfg)
     samples = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     out = enc.encode(samples)
@@ -174,6 +214,45 @@ def test_whisper_unpadded_batch_path_matches_hf_layers():
     torch.testing.assert_close(ours[-1], ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("pad_to_30s", [False, True])
+def test_whisper_encoder_equals_hf_forward_on_the_same_mel_frames(pad_to_30s):
+    """Trimmed (default): HF's own forward on the real mel frames, with a position table cut to
+    their length; ``pad_to_30s``: HF's forward on the 30 s input. Both trimmed to real audio."""
+    import copy
+
+    cfg = tiny_config("whisper")
+    cfg.max_source_positions = 1500
+    torch.manual_seed(0)
+    enc = Encoder.from_config(cfg, pad_to_30s=pad_to_30s)
+    samples = np.random.default_rng(0).standard_normal(32100).astype(np.float32) * 0.1
+    out = enc.encode(samples)
+    n = 101  # ceil(32100 / 320) encoder frames
+    assert out.hidden_states.shape == (3, n, 16)
+    mel = enc.feature_extractor(samples, sampling_rate=16000, return_tensors="pt")
+    mel = mel["input_features"]  # (1, 8, 3000): Whisper's 30 s-padded log-mel
+    ref_enc = enc.backbone
+    if not pad_to_30s:
+        ref_enc = copy.deepcopy(enc.backbone)
+        ref_enc.config.max_source_positions = n
+        ref_enc.embed_positions = torch.nn.Embedding.from_pretrained(
+            enc.backbone.embed_positions.weight[:n].clone()
+        )
+        mel = mel[..., : 2 * n]
+    with torch.no_grad():
+        ref = ref_enc(mel).last_hidden_state[0, :n].numpy()
+    np.testing.assert_allclose(out.hidden_states[-1], ref, atol=1e-5, rtol=0)
+
+
+def test_whisper_encoder_windows_long_audio_in_30s_pieces():
+    cfg = tiny_config("whisper")
+    cfg.max_source_positions = 1500
+    enc = Encoder.from_config(cfg)
+    samples = np.random.default_rng(1).standard_normal(16000 * 31 + 100).astype(np.float32)
+    out = enc.encode(samples * 0.1)
+    assert out.hidden_states.shape == (3, 1500 + 51, 16)
+    assert np.isfinite(out.hidden_states).all()
+
+
 @pytest.mark.realdata
 def test_whisper_encoder_on_the_shared_folder_trims_and_windows(whisper_dir):
     torch.set_num_threads(1)
@@ -186,3 +265,9 @@ def test_whisper_encoder_on_the_shared_folder_trims_and_windows(whisper_dir):
     assert np.isfinite(out.hidden_states).all()
     short = enc.encode(samples[:16000])
     assert short.hidden_states.shape == (7, 50, 512)
+    exact = Encoder(enc.backbone, enc.config, enc.feature_extractor, pad_to_30s=True)
+    full = exact.encode(samples[:16000]).hidden_states
+    assert full.shape == short.hidden_states.shape
+    # the conv stem agrees but for the last frame (the conv sees zeros, not padded log-mel)
+    np.testing.assert_allclose(full[0, :-1], short.hidden_states[0, :-1], atol=1e-4)
+    assert not np.allclose(full[-1], short.hidden_states[-1])  # attention saw the padding

@@ -8,11 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_ssl_models import tiny_config, tiny_scorer, toy_batch
 
 from pronscore.acoustic.encoders import build_backbone, default_feature_extractor
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS
 from pronscore.training.ssl import AudioScores, pad_batch, phone_ids_of, pooled_features
+from test_ssl_models import tiny_config, tiny_scorer, toy_batch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared machine they lose a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def write_dataset(root: Path, n_train: int = 12, n_dev: int = 6) -> Path:
@@ -27,12 +36,13 @@ def write_dataset(root: Path, n_train: int = 12, n_dev: int = 6) -> Path:
         out = []
         for i in range(n):
             level = rng.uniform(0.05, 1.0)
-            samples = (rng.standard_normal(int(SAMPLE_RATE * rng.uniform(0.2, 0.4))) * level)
+            samples = rng.standard_normal(int(SAMPLE_RATE * rng.uniform(0.2, 0.4))) * level
             score = float(np.clip(10 * level, 0, 10))
             out.append({
                 "id": f"{split}{i:03d}", "speaker": f"{split}{i % 3}", "age": 20,
                 "gender": "m", "text": "WE CALL IT BEAR",
-                "audio": samples.astype(np.float32).tolist(), "duration": samples.size / SAMPLE_RATE,
+                "audio": samples.astype(np.float32).tolist(),
+                "duration": samples.size / SAMPLE_RATE,
                 **{a: score for a in UTTERANCE_ASPECTS},
                 "words": [
                     {"text": "WE", "accuracy": score, "stress": 10.0, "total": score,
@@ -141,3 +151,36 @@ def test_train_cli_writes_a_run_that_evaluate_loads(strategy, extra, tmp_path, c
     evaluated = json.loads(capsys.readouterr().out)
     pcc = evaluated["utterance"]["total"]["pcc"]
     assert pcc == pytest.approx(metrics["utterance"]["total"]["pcc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_extract_then_pca_writes_json_and_png(suffix, tmp_path):
+    from pronscore.cli import main
+    from pronscore.commands.extract import read_arrays
+
+    data = write_dataset(tmp_path)
+    backbone = save_tiny_backbone(tmp_path, "wav2vec2")
+    files = {}
+    for split in ("train", "dev"):
+        files[split] = tmp_path / f"{split}{suffix}"
+        argv = ["extract", "--backbone", str(backbone), "--data", str(data), "--split", split,
+                "--layer", "1", "--out", str(files[split])]  # fmt: skip
+        assert main(argv) == 0
+    arrays = read_arrays(files["train"])
+    assert arrays["features"].shape == (12, 16) and arrays["labels"].shape == (12, 5)
+    assert bytes(arrays["ids"]).decode().split("\n")[0] == "train000"
+    frames = tmp_path / f"frames{suffix}"
+    argv = ["extract", "--backbone", str(backbone), "--data", str(data), "--split", "dev",
+            "--pooling", "none", "--out", str(frames)]  # fmt: skip
+    assert main(argv) == 0
+    f = read_arrays(frames)
+    assert f["offsets"][0] == 0 and f["offsets"][-1] == len(f["frames"]) and len(f["offsets"]) == 7
+    out = tmp_path / "pca"
+    argv = ["analyze", "pca", str(files["train"]), "--out", str(out), "--eval", str(files["dev"])]
+    assert main(argv) == 0
+    result = json.loads((out / "pca.json").read_text())
+    ratios = result["explained_variance_ratio"]
+    assert ratios == sorted(ratios, reverse=True) and 0 < sum(ratios) <= 1 + 1e-9
+    assert len(result["pc_score_pcc"]["total"]) == 10
+    assert set(result["pc_subset"]["pcc_by_k"]) >= {"1", "2", "5", "10"}
+    assert (out / "pca_scatter.png").stat().st_size > 1000

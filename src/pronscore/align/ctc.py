@@ -158,16 +158,25 @@ class CtcAligner:
         words: Sequence[tuple[str, Sequence[str]]],
         frame_rate: float,
     ) -> Alignment:
-        n_frames = int(np.asarray(log_probs).shape[0])
+        lp = np.asarray(log_probs)
+        n_frames = int(lp.shape[0]) if lp.ndim >= 1 else 0
+        if lp.ndim != 2 or lp.shape[1] != len(self.vocab):
+            return Alignment.failed(
+                f"log_probs shape {lp.shape} does not fit a vocabulary of {len(self.vocab)}",
+                n_frames,
+                frame_rate,
+            )
+        if np.isnan(lp).any() or np.isposinf(lp).any():
+            return Alignment.failed("log_probs contain NaN or +inf", n_frames, frame_rate)
+        if not words or any(not phones for _, phones in words):
+            return Alignment.failed("no words, or a word without phones", n_frames, frame_rate)
         flat = [(w_i, base_phone(p), p) for w_i, (_, phones) in enumerate(words) for p in phones]
         unknown = sorted({b for _, b, _ in flat if b not in self.index})
-        if not flat:
-            return Alignment.failed("no phones to align", n_frames, frame_rate)
         if unknown:
             return Alignment.failed(
                 f"phones not in the CTC vocabulary: {unknown}", n_frames, frame_rate
             )
-        path = ctc_forced_align(log_probs, [self.index[b] for _, b, _ in flat], self.blank)
+        path = ctc_forced_align(lp, [self.index[b] for _, b, _ in flat], self.blank)
         if path is None:
             return Alignment.failed(
                 f"{n_frames} frames are too few for {len(flat)} phones", n_frames, frame_rate

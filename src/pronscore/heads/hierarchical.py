@@ -6,7 +6,9 @@ frame LayerNorm -> Linear(in, 32) -> + phoneme embedding (32) -> phone LayerNorm
 -> non-linear 32x32 -> 4-head self-attention over the words -> utterance vector = mean ->
 sentence LayerNorm -> Linear(32, 1) -> sigmoid (scores on 0-1).
 
-Beyond the paper: a learned weighted sum over input layers, extra outputs for phone accuracy
+Beyond the paper: a learned weighted sum over input layers, optional utterance-level features
+(``utt_dim``: speech rate, pauses, F0/energy statistics) projected and added to the utterance
+vector before the sentence LayerNorm, extra outputs for phone accuracy
 (from attended phones), word accuracy / stress / total (from word vectors) and the five
 utterance aspects, and ``attention=False`` which replaces both self-attentions by averaging
 (the paper's Table 6 ablation). Attention blocks are residual (``x + attn(x)``): the paper
@@ -14,7 +16,8 @@ does not say; this costs no parameters and trains more stably on 2k utterances.
 
 Batch layout: ``x`` (B, W, P, F) or (B, W, P, L, F) for L input layers, ``phone_ids``
 (B, W, P) (0 = padding, see :func:`phone_id`), masks derived from
-``phone_ids > 0``. Padding never reaches a real output.
+``phone_ids > 0``, ``utt_x`` (B, utt_dim) when ``utt_dim > 0``. Padding never reaches a real
+output.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class HierConfig:
     utterance_outputs: tuple[str, ...] = ("total",)
     word_outputs: tuple[str, ...] = ()
     phone_output: bool = False
+    utt_dim: int = 0  # > 0: utterance-level features (prosody, rates) added to the sentence vector
     # bookkeeping for training / prediction (inputs spec, feature names): not used by forward
     extra: dict = field(default_factory=dict)
 
@@ -140,11 +144,17 @@ class HierarchicalScorer(nn.Module):
         self.word_mlp = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU())
         self.word_attn = _Attend(c.d, c.heads, c.attention, c.dropout)
         self.sent_norm = nn.LayerNorm(c.d)
+        if c.utt_dim:
+            self.register_buffer("utt_mean", torch.zeros(c.utt_dim))
+            self.register_buffer("utt_std", torch.ones(c.utt_dim))
+            self.utt_proj = nn.Sequential(nn.LayerNorm(c.utt_dim), nn.Linear(c.utt_dim, c.d))
         self.utt_head = nn.Linear(c.d, len(c.utterance_outputs))
         self.word_head = nn.Linear(c.d, len(c.word_outputs)) if c.word_outputs else None
         self.phone_head = nn.Linear(c.d, 1) if c.phone_output else None
 
-    def forward(self, x: torch.Tensor, phone_ids: torch.Tensor) -> HierOutput:
+    def forward(
+        self, x: torch.Tensor, phone_ids: torch.Tensor, utt_x: torch.Tensor | None = None
+    ) -> HierOutput:
         c = self.config
         if self.layer_logits is not None:  # (B, W, P, L, F) -> (B, W, P, F)
             x = (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
@@ -159,7 +169,12 @@ class HierarchicalScorer(nn.Module):
         hp = hp.reshape(B, W, P, c.d)
         words = self.word_mlp(_masked_mean(hp, phone_mask))
         words = self.word_attn(words, word_mask)
-        utt = self.sent_norm(_masked_mean(words, word_mask))
+        utt = _masked_mean(words, word_mask)
+        if c.utt_dim:
+            if utt_x is None:
+                raise ModelError("this model needs utterance features (utt_x)", field="utt_x")
+            utt = utt + self.utt_proj((utt_x - self.utt_mean) / self.utt_std)
+        utt = self.sent_norm(utt)
         out_u = torch.sigmoid(self.utt_head(utt))
         out_w = out_p = None
         if self.word_head is not None:

@@ -10,8 +10,10 @@ Strategies (what trains):
 ``freeze``      all but the CNN feature encoder (Whisper: the conv stem)
 ``ctc``         as ``freeze``, plus a phone CTC head trained on the canonical phone sequence
                 (39 ARPAbet phones + blank) jointly with the score loss, ``ctc_weight``
-``ctc-logits``  the seed's variant: as ``freeze``; per-frame phone logits are time-averaged
-                (masked) and fed to the MLP; no CTC loss
+``ctc-logits``  the seed's variant: as ``freeze``; the checkpoint's own CTC output layer
+                (``AutoModelForCTC.lm_head``, ``vocab_size`` characters) gives per-frame
+                logits, time-averaged (masked) and fed to the MLP; no CTC loss. Whisper has
+                no CTC head: a random 40-class one stands in
 ``frozen``      the head only; the encoder stays in eval mode (no dropout)
 ==============  ===========================================================================
 
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from pronscore.acoustic.encoders import (
+    HF_FAMILIES,
     backbone_hidden_states,
     build_backbone,
     default_feature_extractor,
@@ -41,6 +44,7 @@ from pronscore.acoustic.encoders import (
     hidden_size_of,
     load_backbone,
     load_backbone_config,
+    load_ctc_backbone,
     load_feature_extractor,
     num_layers_of,
 )
@@ -117,8 +121,9 @@ class SslScorer(nn.Module):
         n_states = num_layers_of(bcfg) + 1
         self.layer_weights = nn.Parameter(torch.zeros(n_states)) if config.layer_sum else None
         uses_ctc = config.strategy in ("ctc", "ctc-logits")
-        self.ctc_head = nn.Linear(d, CTC_CLASSES) if uses_ctc else None
-        head_in = CTC_CLASSES if config.strategy == "ctc-logits" else d
+        n_ctc = ctc_outputs(config.strategy, bcfg)
+        self.ctc_head = nn.Linear(d, n_ctc) if uses_ctc else None
+        head_in = n_ctc if config.strategy == "ctc-logits" else d
         self.attention = nn.Linear(head_in, 1) if config.pooling == "attention" else None
         self.head = nn.Sequential(
             nn.Dropout(config.head_dropout),
@@ -134,11 +139,24 @@ class SslScorer(nn.Module):
     def frozen_parameter_names(self) -> list[str]:
         """Backbone parameters the strategy keeps fixed (prefixed ``backbone.``)."""
         strategy = self.settings.strategy
+        bc = self.backbone.config
+        spec_augment = getattr(bc, "apply_spec_augment", False) and (
+            getattr(bc, "mask_time_prob", 0) > 0 or getattr(bc, "mask_feature_prob", 0) > 0
+        )
         out = []
         for name, _ in self.backbone.named_parameters():
-            if strategy == "frozen" or name.startswith("embed_positions"):
-                out.append(name)
-            elif strategy != "general" and name.startswith(("feature_extractor", "conv1", "conv2")):
+            # fixed: Whisper's sinusoids; the mask embedding when SpecAugment is off (a
+            # parameter without gradient would stall DDP's all-reduce)
+            unused = name == "masked_spec_embed" and not spec_augment
+            if (
+                strategy == "frozen"
+                or unused
+                or name.startswith("embed_positions")
+                or (
+                    strategy != "general"
+                    and name.startswith(("feature_extractor", "conv1", "conv2"))
+                )
+            ):
                 out.append(name)
         return [f"backbone.{n}" for n in out]
 
@@ -146,6 +164,11 @@ class SslScorer(nn.Module):
         frozen = set(self.frozen_parameter_names())
         for name, p in self.named_parameters():
             p.requires_grad_(name not in frozen)
+        cnn = getattr(self.backbone, "feature_extractor", None)
+        if cnn is not None and hasattr(cnn, "_requires_grad"):
+            # HF's CNN marks its input as requiring grad unless told the CNN is frozen: the
+            # whole CNN graph would be built and back-propagated through for nothing
+            cnn._requires_grad = self.settings.strategy == "general"
 
     def train(self, mode: bool = True) -> SslScorer:
         super().train(mode)
@@ -191,7 +214,7 @@ class SslScorer(nn.Module):
         phone_lengths: torch.Tensor | None = None,
         pooled: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
+        ctc = None
         if pooled is not None:  # cached encoder outputs (frozen + mean pooling)
             scores = self.head_from_pooled(pooled)
         else:
@@ -200,13 +223,13 @@ class SslScorer(nn.Module):
             states, fmask = self.encode(input_values, attention_mask)
             scores, ctc_logits = self._scores(states, fmask)
             if self.settings.strategy == "ctc" and phone_ids is not None:
-                out["ctc_loss"] = ctc_loss(ctc_logits, fmask, phone_ids, phone_lengths)
-        out["logits"] = scores
+                ctc = ctc_loss(ctc_logits, fmask, phone_ids, phone_lengths)
+        out = {"logits": scores}  # first: the Trainer's predictions are the first output
+        if ctc is not None:
+            out["ctc_loss"] = ctc
         if labels is not None:
             loss = masked_mse(scores, labels)
-            if "ctc_loss" in out:
-                loss = loss + self.settings.ctc_weight * out["ctc_loss"]
-            out["loss"] = loss
+            out["loss"] = loss if ctc is None else loss + self.settings.ctc_weight * ctc
         return out
 
     def _scores(
@@ -238,6 +261,11 @@ class SslScorer(nn.Module):
         """A new scorer around pretrained backbone weights."""
         bcfg = load_backbone_config(id_or_path)
         cfg = replace(config, backbone_config=bcfg.to_dict(), backbone_source=str(id_or_path))
+        if config.strategy == "ctc-logits" and family_of(bcfg) in HF_FAMILIES:
+            backbone, lm_head = load_ctc_backbone(id_or_path)  # as the seed: its CTC logits
+            model = cls(cfg, backbone)
+            model.ctc_head.load_state_dict(lm_head.state_dict())
+            return model
         return cls(cfg, load_backbone(id_or_path))
 
     def save_pretrained(self, out_dir: str | Path, feature_extractor: Any = None) -> None:
@@ -278,6 +306,13 @@ class SslScorer(nn.Module):
         if run_dir is not None:
             return load_feature_extractor(str(run_dir), bcfg)
         return default_feature_extractor(bcfg)
+
+
+def ctc_outputs(strategy: str, backbone_config: Any) -> int:
+    """Classes of the CTC layer: the checkpoint's characters for ``ctc-logits``, else phones."""
+    if strategy == "ctc-logits" and family_of(backbone_config) in HF_FAMILIES:
+        return int(backbone_config.vocab_size)
+    return CTC_CLASSES
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ Inputs (``--inputs``, joined with ``+``):
 * ``gop``        the per-phone ``p_*`` columns of a FEATURES_DIR (paper Table 3 variant)
 * ``ps-frames``  pocketsphinx per-frame log phone posteriors (``frames/<id>.safetensors``),
                  mean-pooled over each aligned phone (39 + 3 non-speech dims)
+* ``utt``        (beyond the paper) the utterance-level ``u_*`` features (speech rate, pauses,
+                 F0/energy statistics) added to the sentence vector; needs a per-phone input too
 * ``whisper:L``  Whisper layer L pooled per phone (cache of :mod:`pronscore.features.deep`);
                  ``whisper:A-B`` is a learned softmax-weighted sum of layers A..B
 
@@ -55,6 +57,7 @@ class InputSpec:
 
     gop: bool = False
     ps_frames: bool = False
+    utt: bool = False
     whisper_layers: tuple[int, ...] = ()
 
     @classmethod
@@ -66,13 +69,15 @@ class InputSpec:
                 spec = replace(spec, gop=True)
             elif part == "ps-frames":
                 spec = replace(spec, ps_frames=True)
+            elif part == "utt":
+                spec = replace(spec, utt=True)
             elif m := _WHISPER.match(part):
                 a = int(m.group(1))
                 b = int(m.group(2) or a)
                 spec = replace(spec, whisper_layers=tuple(range(a, b + 1)))
             else:
                 raise ModelError(f"unknown input {part!r}", field="inputs")
-        if spec == cls():
+        if replace(spec, utt=False) == cls():
             raise ModelError("no inputs given", field="inputs")
         return spec
 
@@ -88,10 +93,15 @@ class UttArrays:
     y_phone: np.ndarray
     y_word: np.ndarray
     y_utt: np.ndarray
+    u: np.ndarray  # (n_utt_features,) utterance-level features, empty when unused
 
 
 def gop_columns(phones: pd.DataFrame) -> list[str]:
     return [c for c in phones.columns if c.startswith("p_") and c != "p_phone_id"]
+
+
+def utt_columns(utts: pd.DataFrame) -> list[str]:
+    return [c for c in utts.columns if c.startswith("u_")]
 
 
 def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
@@ -139,12 +149,15 @@ def _y(df: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(df[col], errors="coerce").to_numpy(np.float32)
 
 
-def build_items(split: SplitFeatures, vectors: dict[str, np.ndarray]) -> list[UttArrays]:
-    """Group each utterance's phones by word and attach 0-1 scaled labels."""
+def build_items(
+    split: SplitFeatures, vectors: dict[str, np.ndarray], utt_cols: Sequence[str] = ()
+) -> list[UttArrays]:
+    """Group each utterance's phones by word and attach 0-1 scaled labels (and ``utt_cols``)."""
+    u_tab = split.utterances.reindex(columns=list(utt_cols)).to_numpy(np.float32)
     words = {u: g.sort_values("word_index") for u, g in split.words.groupby("id", sort=False)}
     phones = {u: g.sort_values("phone_index") for u, g in split.phones.groupby("id", sort=False)}
     items = []
-    for r in split.utterances.itertuples(index=False):
+    for n, r in enumerate(split.utterances.itertuples(index=False)):
         uid = str(r.id)
         if uid not in phones:
             continue
@@ -170,7 +183,7 @@ def build_items(split: SplitFeatures, vectors: dict[str, np.ndarray]) -> list[Ut
             for a, asp in enumerate(WORD_ASPECTS):
                 yw[wi, a] = _y(w, f"y_{asp}") / WORD_SCALE
         yu = np.array([_num(getattr(r, f"y_{a}", None)) for a in UTTERANCE_ASPECTS], np.float32)
-        items.append(UttArrays(uid, x, ids, yp, yw, yu / 10.0))
+        items.append(UttArrays(uid, x, ids, yp, yw, yu / 10.0, u_tab[n]))
     return items
 
 
@@ -189,6 +202,7 @@ def collate(items: Sequence[UttArrays]) -> dict[str, torch.Tensor]:
     yp = np.full((B, W, P), np.nan, np.float32)
     yw = np.full((B, W, len(WORD_ASPECTS)), np.nan, np.float32)
     yu = np.stack([i.y_utt for i in items])
+    u = np.stack([i.u for i in items])
     for b, it in enumerate(items):
         w, p = it.x.shape[:2]
         x[b, :w, :p] = it.x
@@ -196,7 +210,7 @@ def collate(items: Sequence[UttArrays]) -> dict[str, torch.Tensor]:
         yp[b, :w, :p] = it.y_phone
         yw[b, :w] = it.y_word
     t = torch.from_numpy
-    return {"x": t(x), "ids": t(ids), "yp": t(yp), "yw": t(yw), "yu": t(yu)}
+    return {"x": t(x), "ids": t(ids), "yp": t(yp), "yw": t(yw), "yu": t(yu), "u": t(u)}
 
 
 def fit_input_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
@@ -211,12 +225,30 @@ def fit_input_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def fill_nan(items: Sequence[UttArrays], mean: np.ndarray) -> list[UttArrays]:
+def fit_utt_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.stack([it.u for it in items])
+    with np.errstate(all="ignore"):
+        mean, std = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def fill_nan(
+    items: Sequence[UttArrays], mean: np.ndarray, u_mean: np.ndarray | None = None
+) -> list[UttArrays]:
+    """Missing inputs (failed alignments, NaN features) become the train mean."""
     out = []
     for it in items:
         x = np.where(np.isfinite(it.x), it.x, mean).astype(np.float32)
-        out.append(replace(it, x=x))
+        u = it.u if u_mean is None else np.where(np.isfinite(it.u), it.u, u_mean)
+        out.append(replace(it, x=x, u=u.astype(np.float32)))
     return out
+
+
+def _fill(model: HierarchicalScorer, items: Sequence[UttArrays]) -> list[UttArrays]:
+    u_mean = model.utt_mean.numpy() if model.config.utt_dim else None
+    return fill_nan(items, model.in_mean.numpy(), u_mean)
 
 
 # --- losses, prediction, training --------------------------------------------------------------
@@ -234,7 +266,7 @@ def _mse(pred: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
 def batch_loss(model: HierarchicalScorer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Masked MSE summed over levels; each head is scored on the aspects it predicts."""
     c = model.config
-    out = model(batch["x"], batch["ids"])
+    out = model(batch["x"], batch["ids"], batch["u"])
     u_cols = [UTTERANCE_ASPECTS.index(a) for a in c.utterance_outputs]
     loss = _mse(out.utterance, batch["yu"][:, u_cols])
     if out.word is not None:
@@ -255,7 +287,7 @@ def predict_items(
     for s in range(0, len(items), batch_size):
         chunk = items[s : s + batch_size]
         b = collate(chunk)
-        out = model(b["x"], b["ids"])
+        out = model(b["x"], b["ids"], b["u"])
         for k, it in enumerate(chunk):
             w, p = it.x.shape[:2]
             preds[it.id] = {
@@ -454,9 +486,14 @@ class TrainedHier:
 
 
 def prepare_items(
-    split: SplitFeatures, spec: InputSpec, deep_cache: str | Path, gop_cols: Sequence[str]
+    split: SplitFeatures,
+    spec: InputSpec,
+    deep_cache: str | Path,
+    gop_cols: Sequence[str],
+    utt_cols: Sequence[str] = (),
 ) -> list[UttArrays]:
-    return build_items(split, phone_vectors(split, spec, deep_cache=deep_cache, gop_cols=gop_cols))
+    vectors = phone_vectors(split, spec, deep_cache=deep_cache, gop_cols=gop_cols)
+    return build_items(split, vectors, utt_cols)
 
 
 def train_hier(
@@ -473,27 +510,37 @@ def train_hier(
     torch.set_num_threads(max(1, opts.threads))
     t0 = time.process_time()
     spec = InputSpec.parse(opts.inputs)
-    gop_cols = gop_columns(train.phones)
-    tr = prepare_items(train, spec, opts.deep_cache, gop_cols)
-    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols)
+    gop_cols = gop_columns(train.phones) if spec.gop else []
+    u_cols = utt_columns(train.utterances) if spec.utt else []
+    tr = prepare_items(train, spec, opts.deep_cache, gop_cols, u_cols)
+    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols, u_cols)
     mean, std = fit_input_norm(tr)
-    tr, dv = fill_nan(tr, mean), fill_nan(dv, mean)
+    u_mean, u_std = fit_utt_norm(tr)
+    tr, dv = fill_nan(tr, mean, u_mean), fill_nan(dv, mean, u_mean)
     in_dim = tr[0].x.shape[-1]
     n_layers = len(spec.whisper_layers) if len(spec.whisper_layers) > 1 else 1
-    extra = {"inputs": opts.inputs, "gop_columns": gop_cols if spec.gop else []}
-    kw = {"n_input_layers": n_layers, "attention": opts.attention, "extra": extra}
+    extra = {"inputs": opts.inputs, "gop_columns": gop_cols, "utt_columns": u_cols}
+    kw = {
+        "n_input_layers": n_layers,
+        "attention": opts.attention,
+        "utt_dim": len(u_cols),
+        "extra": extra,
+    }
     config = HierConfig.multi(in_dim, **kw) if opts.multi else HierConfig(in_dim=in_dim, **kw)
     torch.manual_seed(opts.seed)
     model = HierarchicalScorer(config)
     model.in_mean.copy_(torch.from_numpy(mean))
     model.in_std.copy_(torch.from_numpy(std))
+    if u_cols:
+        model.utt_mean.copy_(torch.from_numpy(u_mean))
+        model.utt_std.copy_(torch.from_numpy(u_std))
     info: dict[str, Any] = {"options": opts.__dict__, "n_parameters": model.n_parameters()}
     if opts.pretrain == "synthetic":
         synth = synthetic if synthetic is not None else synthetic_splits(train, dev, opts, log)
         syn_items = [
             it
             for s in synth
-            for it in fill_nan(prepare_items(s, spec, opts.deep_cache, gop_cols), mean)
+            for it in _fill(model, prepare_items(s, spec, opts.deep_cache, gop_cols, u_cols))
         ]
         log(f"stage 2: pre-training on {len(syn_items)} synthetically scored utterances")
         model, info["pretrain"] = fit(
@@ -589,8 +636,9 @@ class HierHead:
             spec,
             self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
             extra.get("gop_columns", []),
+            extra.get("utt_columns", []),
         )
-        items = fill_nan(items, self.model.in_mean.numpy())
+        items = _fill(self.model, items)
         return assessments(self.model, split, items)
 
     def predict_split(
@@ -627,8 +675,11 @@ def evaluate_dev(
     from pronscore.training.gop_baselines import labels_from_features, speaker_meta
 
     spec = InputSpec.parse(opts.inputs)
-    items = prepare_items(dev, spec, opts.deep_cache, model.config.extra.get("gop_columns", []))
-    hyps = assessments(model, dev, fill_nan(items, model.in_mean.numpy()))
+    extra = model.config.extra
+    items = prepare_items(
+        dev, spec, opts.deep_cache, extra.get("gop_columns", []), extra.get("utt_columns", [])
+    )
+    hyps = assessments(model, dev, _fill(model, items))
     return evaluate_assessments(labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot)
 
 

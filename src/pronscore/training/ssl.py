@@ -144,9 +144,7 @@ class PooledScores(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def pooled_features(
-    model: SslScorer, data: AudioScores, *, desc: str = "encode"
-) -> np.ndarray:
+def pooled_features(model: SslScorer, data: AudioScores, *, desc: str = "encode") -> np.ndarray:
     """Per-layer masked means ``(N, L+1, D)``, one utterance at a time (no padding at all)."""
     model.eval()
     out = []
@@ -209,6 +207,9 @@ def _trainer_class():
                 return LengthGroupedSampler(size, lengths=ds.lengths)
             return super()._get_train_sampler(train_dataset)
 
+        def _get_eval_sampler(self, eval_dataset):
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
     return SslTrainer
 
 
@@ -247,6 +248,7 @@ def training_arguments(cfg: TrainSslConfig, strategy: str, out_dir: Path, groupe
         report_to=[],
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
+        use_cpu=not cuda,  # also what makes torchrun on CPU-only hosts run DDP over gloo
         ddp_find_unused_parameters=False,
     )
 
@@ -282,11 +284,15 @@ def train_ssl(
 
     out = Path(out_dir)
     work = out.with_name(f".{out.name}.work")  # checkpoints; the run is renamed into place
-    args = training_arguments(cfg, model.settings.strategy, work / "checkpoints", not cfg.cache_features)
+    args = training_arguments(
+        cfg, model.settings.strategy, work / "checkpoints", not cfg.cache_features
+    )
     if cfg.cache_features:
         with args.main_process_first(desc="feature cache"):
             cache = out.with_name(f"{out.name}.features")
-            train = PooledScores(cached_pooled(model, train, cache / "train.safetensors"), train.labels)
+            train = PooledScores(
+                cached_pooled(model, train, cache / "train.safetensors"), train.labels
+            )
             dev = PooledScores(cached_pooled(model, dev, cache / "dev.safetensors"), dev.labels)
 
     def compute_metrics(p) -> dict[str, float]:
@@ -298,9 +304,9 @@ def train_ssl(
         data_collator=pad_batch, compute_metrics=compute_metrics,
     )  # fmt: skip
     trainer.train()
+    best = trainer.evaluate()  # every rank: evaluation gathers across processes
     if not trainer.is_world_process_zero():
         return {}
-    best = trainer.evaluate()
     model = trainer.model.float().cpu().eval()
     extra = {"data": str(Path(dataset_dir).resolve()), "backbone": backbone,
              "train": asdict(cfg), **(extra_args or {})}  # fmt: skip
@@ -361,13 +367,14 @@ def model_card(config: SslConfig, extra: dict[str, Any], metrics: dict[str, Any]
         pcc = m.get("pcc") if isinstance(m, dict) else None
         rows.append(f"| {a} | {pcc if pcc is None else f'{pcc:.3f}'} |")
     train = extra.get("train", {})
+    subset = f", first {train['max_train']}" if train.get("max_train") else ""
     return "\n".join([
         "# pronscore SSL scorer",
         "",
         f"- backbone: `{extra.get('backbone')}` ({config.backbone_config.get('model_type')})",
         f"- strategy: `{config.strategy}`, pooling: `{config.pooling}`, "
         f"layer sum: {config.layer_sum}, CTC weight: {config.ctc_weight}",
-        f"- data: `{extra.get('data')}` (train split{', first ' + str(train.get('max_train')) if train.get('max_train') else ''}; "
+        f"- data: `{extra.get('data')}` (train split{subset}; "
         "model selected on the dev split by mean PCC)",
         f"- training: {json.dumps(train)}",
         "",
@@ -391,6 +398,8 @@ class SslPredictor:
 
     def __init__(self, model: SslScorer, feature_extractor: Any, batch_size: int = 8) -> None:
         self.model, self.fe, self.batch_size = model.eval(), feature_extractor, batch_size
+        if model.settings.backbone_config.get("feat_extract_norm") == "group":
+            self.batch_size = 1  # a group-norm CNN normalises over time: padding would leak in
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> SslPredictor:

@@ -1,0 +1,1 @@
+"""Analyses of learned representations (PCA of SSL hidden states)."""
