@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
@@ -35,6 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from pronscore.atomic import replace_dir
 from pronscore.audio import read_audio, to_mono_16k, validate_samples
 from pronscore.constants import (
     MAX_DURATION_S,
@@ -176,9 +176,7 @@ class Scorer:
     def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
         """Write the head (its RUN_DIR files), ``scorer.json`` and the lexicon, atomically."""
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with replace_dir(out) as tmp:
             if self.source_dir is not None:  # keeps the model card and metrics too
                 shutil.copytree(self.source_dir, tmp, dirs_exist_ok=True)
             if hasattr(self.head, "save_pretrained"):
@@ -190,11 +188,6 @@ class Scorer:
                 shutil.copyfile(self.lexicon_path, tmp / LEXICON_FILE)
                 config = replace(config, lexicon=LEXICON_FILE)
             (tmp / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return out
 
     # ------------------------------------------------------------------ scoring

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pronscore.atomic import replace_dir
 from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
 from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
 from pronscore.features.extract import SplitFeatures, load_features
@@ -139,16 +138,7 @@ def train_gop(
         "dev_pcc": dev_pcc,
         "train_seconds": seconds,
     })  # fmt: skip
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replace_dir(out_dir) as tmp:
         head.save_pretrained(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it private; a run folder is meant to be shared
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return metrics

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pronscore.atomic import replace_dir
 from pronscore.constants import (
     PHONE_SCALE,
     UTTERANCE_ASPECTS,
@@ -741,19 +742,7 @@ def mean_metrics(runs: Sequence[dict]) -> dict:
 
 def save_run(out_dir: str | Path, trained: TrainedHier, runs: Sequence[dict], extra: dict) -> None:
     """RUN_DIR: model.safetensors + config.json (kind "hier") + metrics.json, via a temp dir."""
-    import shutil
-    import tempfile
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replace_dir(out_dir) as tmp:
         trained.model.save_pretrained(tmp, extra={**extra, "train_info": trained.info})
         summary = {"seeds": list(runs), "mean": mean_metrics(runs)}
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

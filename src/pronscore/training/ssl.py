@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pronscore.acoustic.encoders import WHISPER_WINDOW_S, backbone_inputs
+from pronscore.atomic import replace_dir
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS, UTTERANCE_SCALE
 from pronscore.errors import ModelError
 from pronscore.models.ssl import CTC_BLANK, SslConfig, SslScorer
@@ -337,8 +337,7 @@ def write_run(
     from pronscore.dataset import load_split, split_references
     from pronscore.evaluation.metrics import evaluate_assessments
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replace_dir(out) as tmp:
         model.save_pretrained(tmp, fe)
         trainer.state.save_to_json(str(tmp / "trainer_state.json"))
         (tmp / "args.json").write_text(json.dumps(extra, indent=2, default=str))
@@ -351,11 +350,6 @@ def write_run(
         metrics["selection"] = {k: v for k, v in best.items() if "pcc" in k}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "README.md").write_text(model_card(model.settings, extra, metrics))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
