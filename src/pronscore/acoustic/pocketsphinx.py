@@ -1,13 +1,14 @@
 """The acoustic model shipped inside the ``pocketsphinx`` wheel (en-us PTM GMM-HMM, 100 frames/s).
 
-:class:`PocketsphinxModel` owns two decoders per process (start-up is paid once):
+:class:`PocketsphinxModel` makes two fresh decoders per utterance (about 6 ms each; a reused
+decoder carries search state from one utterance into the next, so scores would depend on what was
+decoded before):
 
 * an *alignment* decoder: word-level forced alignment (FSG) then a second, state-level pass;
   its per-frame scores for all 5,126 senones are written by pocketsphinx to ``senlogdir`` (the
   only way to reach them) on a tmpfs and read back as an int16 ``T x n_sen`` array;
 * a *phone-loop* decoder (``add_allphone_file``, uniform phone probabilities). It is separate
-  because pocketsphinx shares beams between the searches of one decoder, and made afresh for
-  each utterance (about 10 ms) because its search keeps state between utterances.
+  because pocketsphinx shares beams between the searches of one decoder.
 
 ``ModelConfig.aligner = "viterbi"`` is a faster mode (RTF ~0.05 instead of ~0.14): a single
 phone-loop pass logs the senone scores, and :func:`viterbi_align` forced-aligns in numpy with the
@@ -249,11 +250,10 @@ def read_senlog(path: str | Path, n_sen: int) -> np.ndarray:
 
 
 class PocketsphinxModel:
-    """Owns the decoders of one process. Not thread-safe; build one per worker process."""
+    """Makes a fresh decoder for every utterance; not thread-safe (one senone-log folder):
+    build one per worker process."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
-        import pocketsphinx as ps
-
         self.config = config or ModelConfig()
         if self.config.aligner not in ("pocketsphinx", "viterbi"):
             raise ModelError(f"unknown aligner {self.config.aligner!r}", field="aligner")
@@ -276,20 +276,26 @@ class PocketsphinxModel:
             "wbeam": self.config.wbeam,
         }
         self._common = common
+        self._decoder()  # a bad model or setting is a ModelError now, not at the first score
+
+    def _decoder(self, *, senlog: bool = False):
+        """A fresh decoder (~6 ms) for every utterance. Both searches keep state from one
+        utterance to the next (measured: the phone loop's scores and the forced alignment's
+        boundaries of the same audio change after other utterances were decoded, and the
+        dictionary grows with every new word), so reusing a decoder would make a score depend
+        on what was scored before."""
+        import pocketsphinx as ps
+
+        extra = {"senlogdir": str(self._senlog)} if senlog else {}
         try:
-            self._align = ps.Decoder(ps.Config(**common, senlogdir=str(self._senlog)))
+            return ps.Decoder(ps.Config(**self._common, **extra))
         except RuntimeError as exc:
             raise ModelError(f"cannot start pocketsphinx ({exc})", path=model_dir()) from exc
 
     def _loop_decoder(self, senlog: bool = False):
-        """A fresh phone-loop decoder (~10 ms): the allphone search carries state from one
-        utterance to the next (measured: the same audio decoded twice gives other scores), so
-        reusing it would make features depend on processing order."""
-        import pocketsphinx as ps
-
+        """A fresh phone-loop decoder (uniform phone probabilities)."""
+        decoder = self._decoder(senlog=senlog)
         try:
-            extra = {"senlogdir": str(self._senlog)} if senlog else {}
-            decoder = ps.Decoder(ps.Config(**self._common, **extra))
             decoder.add_allphone_file("phone_loop", None)
             decoder.activate_search("phone_loop")
         except RuntimeError as exc:
@@ -299,10 +305,11 @@ class PocketsphinxModel:
     def close(self) -> None:
         self._cleanup()
 
-    def _ensure_word(self, phones: Sequence[str]) -> str:
+    @staticmethod
+    def _ensure_word(decoder, phones: Sequence[str]) -> str:
         name = word_name(phones)
-        if self._align.lookup_word(name) is None:
-            self._align.add_word(name, " ".join(base_phone(p) for p in phones), True)
+        if decoder.lookup_word(name) is None:
+            decoder.add_word(name, " ".join(base_phone(p) for p in phones), True)
         return name
 
     def _decode(self, decoder, raw: bytes) -> None:
@@ -320,20 +327,21 @@ class PocketsphinxModel:
         """
         if not prons or any(not p for p in prons):
             raise AlignmentFailed("nothing to align (empty pronunciation)")
-        names = [self._ensure_word(p) for p in prons]
+        decoder = self._decoder(senlog=True)
+        names = [self._ensure_word(decoder, p) for p in prons]
         for f in self._senlog.iterdir():
             f.unlink()
         try:
-            self._align.set_align_text(" ".join(names))
-            self._decode(self._align, raw)
-            hyp = self._align.hyp()
+            decoder.set_align_text(" ".join(names))
+            self._decode(decoder, raw)
+            hyp = decoder.hyp()
             if hyp is None or hyp.hypstr.split() != names:
                 raise AlignmentFailed("no alignment path: the text does not fit the audio")
-            self._align.set_alignment()
+            decoder.set_alignment()
             for f in self._senlog.iterdir():
                 f.unlink()
-            self._decode(self._align, raw)
-            words = _copy_alignment(self._align.get_alignment())
+            self._decode(decoder, raw)
+            words = _copy_alignment(decoder.get_alignment())
         except RuntimeError as exc:
             raise AlignmentFailed(f"pocketsphinx alignment failed ({exc})") from exc
         logs = sorted(self._senlog.iterdir())
