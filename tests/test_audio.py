@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from pronscore.audio import is_silent, load_audio, read_audio, to_int16_bytes, validate_samples
+from pronscore.audio import (
+    array_to_mono_16k,
+    downmix,
+    is_silent,
+    load_audio,
+    pcm_to_float,
+    read_audio,
+    to_int16_bytes,
+    validate_samples,
+)
 from pronscore.errors import AudioError
 
 
@@ -43,7 +53,6 @@ def test_flac(tmp_path: Path) -> None:
 
 
 def test_bytes_input() -> None:
-    import io
 
     buf = io.BytesIO()
     sf.write(buf, _sine(44100), 44100, format="WAV")
@@ -63,8 +72,18 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         load_audio(empty)
     zero = tmp_path / "zero.wav"
     zero.write_bytes(b"")
-    with pytest.raises(AudioError, match="zero.wav: cannot decode"):
+    with pytest.raises(AudioError, match=r"zero.wav: file is empty \(0 bytes\)"):
         load_audio(zero)
+    with pytest.raises(AudioError, match="audio is empty"):
+        load_audio(b"")
+    stream = io.BytesIO(b"")
+    stream.name = "upload.wav"
+    with pytest.raises(AudioError, match=r"upload.wav: audio is empty \(0 bytes\)"):
+        load_audio(stream)
+    folder = tmp_path / "takes.wav"
+    folder.mkdir()
+    with pytest.raises(AudioError, match="takes.wav: is a directory, not an audio file"):
+        load_audio(folder)
 
 
 def test_too_long_checked_before_decoding(tmp_path: Path) -> None:
@@ -90,3 +109,49 @@ def test_validate_samples_and_int16() -> None:
         validate_samples(np.array([0.0, np.nan]))
     raw = to_int16_bytes(np.array([0.0, 1.0, -1.0, 2.0], np.float32))
     assert np.frombuffer(raw, "<i2").tolist() == [0, 32767, -32767, 32767]
+
+
+def test_integer_pcm_is_rescaled() -> None:
+    i16 = np.array([-32768, 0, 16384, 32767], np.int16)
+    assert pcm_to_float(i16).tolist() == [-1.0, 0.0, 0.5, 32767 / 32768]
+    assert pcm_to_float(np.array([-(2**31), 2**30], np.int32)).tolist() == [-1.0, 0.5]
+    assert pcm_to_float(np.array([0, 128, 192], np.uint8)).tolist() == [-1.0, 0.0, 0.5]
+    assert pcm_to_float(i16).dtype == np.float32
+    assert validate_samples(i16).tolist() == [-1.0, 0.0, 0.5, 32767 / 32768]
+    with pytest.raises(AudioError, match=r"\[dtype\]: .*got dtype bool"):
+        pcm_to_float(np.zeros(4, bool))
+
+
+def test_int16_file_samples_equal_soundfile_float(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(16000), 16000, subtype="PCM_16")
+    as_int, _ = sf.read(path, dtype="int16")
+    as_float, _ = sf.read(path, dtype="float32")
+    np.testing.assert_array_equal(array_to_mono_16k(as_int), as_float)
+
+
+def test_channels_first_or_last_are_downmixed() -> None:
+    x = _sine(16000)
+    half = 0.5 * x
+    for arr in (np.stack([x, half], axis=1), np.stack([x, half])):  # (N, 2) and (2, N)
+        np.testing.assert_allclose(downmix(arr), 0.75 * x, atol=1e-7)
+    assert downmix(x[None, :]).shape == (16000,) and downmix(x[:, None]).shape == (16000,)
+    six = np.tile(x, (6, 1))
+    np.testing.assert_allclose(array_to_mono_16k(six, 16000), x, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ((2, 3, 100), "got shape (2, 3, 100)"),
+        ((6, 8), "got shape (6, 8)"),  # both sides could be channels
+        ((100, 50), "got shape (100, 50)"),  # neither side is a channel count
+        ((0,), "audio is empty (shape (0,))"),
+        ((0, 2), "audio is empty (shape (0, 2))"),
+        ((2, 0), "audio is empty (shape (2, 0))"),
+    ],
+)
+def test_unusable_array_shapes_name_the_shape(shape: tuple[int, ...], reason: str) -> None:
+    with pytest.raises(AudioError) as err:
+        array_to_mono_16k(np.zeros(shape, np.float32))
+    assert err.value.field == "shape" and reason in str(err.value)

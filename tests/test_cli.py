@@ -30,3 +30,18 @@ def test_prepare_and_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pronscore prepare: error:") and "corpus folder not found" in err
+
+
+def test_closed_stdout_pipe_exits_quietly() -> None:
+    """`pronscore score ... --json | head -1`: no BrokenPipeError traceback, exit 141."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "we_call_it_bear.wav"
+    cmd = [sys.executable, "-m", "pronscore.cli", "score", str(example)]
+    proc = subprocess.Popen(
+        [*cmd, "--text", "We call it bear", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,9 @@ from pronscore.constants import UTTERANCE_ASPECTS
 from pronscore.errors import ModelError
 from pronscore.heads.blstm import BlstmConfig, BlstmHead
 from pronscore.heads.gbt import GbtConfig, GbtHead
+from pronscore.heads.tables import _relative_position, _scalar_cols, utterance_table
 from pronscore.runs import load_predictor
+from pronscore.text import PHONES
 from pronscore.training.blstm import fit_blstm
 from pronscore.training.gbt import fit_gbt
 from synthetic_features import make_split
@@ -57,6 +60,40 @@ def test_gbt_paper_features(splits) -> None:
     assert head.features["utterance"][-2:] == ["mean_position", "n_phones"]
     assert len(head.features["utterance"]) == 41 and "utterance/y_total" in pcc
     assert set(head.predict_features(dev)) == set(dev.utterances["id"])
+
+
+def _utterance_table_by_joins(utts, words, phones, feature_set: str) -> pd.DataFrame:
+    """The column-at-a-time construction utterance_table had before (fragmenting the frame)."""
+    per_type = phones.pivot_table(index="id", columns="base_phone", values="p_gop_forced",
+                                  aggfunc="mean")  # fmt: skip
+    per_type = per_type.reindex(columns=list(PHONES)).add_prefix("gop_")
+    paper = pd.DataFrame(index=pd.Index(utts["id"].astype(str), name="id")).join(per_type)
+    paper["mean_position"] = _relative_position(phones).groupby(phones["id"]).mean()
+    paper["n_phones"] = phones.groupby("id").size()
+    if feature_set == "paper":
+        return paper.astype("float64")
+    g = phones.groupby("id")[_scalar_cols(phones, "p_")]
+    wg = words.groupby("id")[_scalar_cols(words, "w_")]
+    aggs = [g.mean().add_suffix("_mean"), g.min().add_suffix("_min"), g.std().add_suffix("_std"),
+            g.quantile(0.1).add_suffix("_p10"), g.quantile(0.25).add_suffix("_p25"),
+            wg.min().add_suffix("_wmin"), wg.mean().add_suffix("_wmean")]  # fmt: skip
+    out = paper.join(utts.set_index("id")[_scalar_cols(utts, "u_")]).join(aggs)
+    out["n_words"] = words.groupby("id").size()
+    return out.astype("float64")
+
+
+@pytest.mark.parametrize("feature_set", ["paper", "all"])
+def test_utterance_table_is_one_concat_with_the_same_numbers(splits, feature_set: str) -> None:
+    dev = splits[1]
+    tables = (dev.utterances, dev.words, dev.phones)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = _utterance_table_by_joins(*tables, feature_set)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        after = utterance_table(*tables, feature_set)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+    assert after.shape == (50, 41 if feature_set == "paper" else 68)
 
 
 def test_blstm_learns_and_round_trips(splits, tmp_path: Path) -> None:

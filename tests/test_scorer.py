@@ -7,6 +7,7 @@ reason say what went wrong, never a crash or a hang.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from pronscore.scorer import Scorer
 
 UTT = "WAVE/SPEAKER0001/000010011.flac"  # "WE CALL IT BEAR"
 TEXT = "We call it bear"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "we_call_it_bear.wav"  # 16 kHz PCM16
 
 
 @pytest.fixture(scope="module")
@@ -125,16 +127,72 @@ def test_bad_audio_is_a_clear_error(scorer: Scorer, tmp_path: Path) -> None:
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    for path in (corrupt, empty, tmp_path / "missing.wav"):
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    reasons = {
+        corrupt: "cannot decode",
+        empty: "file is empty (0 bytes)",
+        tmp_path / "missing.wav": "file not found",
+        folder: "is a directory, not an audio file",
+    }
+    for path, reason in reasons.items():
         with pytest.raises(AudioError) as err:
             scorer.score(path, TEXT)
-        assert path.name in str(err.value)
+        assert path.name in str(err.value) and reason in str(err.value)
     with pytest.raises(AudioError, match="cannot decode"):
         scorer.score(b"not audio at all", TEXT)
     with pytest.raises(AudioError, match="empty"):
         scorer.score(np.zeros(0, np.float32), TEXT)
     with pytest.raises(AudioError, match="NaN"):
         scorer.score(np.full(SAMPLE_RATE, np.nan, np.float32), TEXT)
+
+
+@pytest.fixture(scope="module")
+def example_float(scorer: Scorer) -> tuple[np.ndarray, Assessment]:
+    x, rate = sf.read(EXAMPLE, dtype="float32")
+    assert rate == SAMPLE_RATE
+    return x, scorer.score(x, TEXT)
+
+
+def test_int16_array_scores_like_float32(
+    scorer: Scorer, example_float: tuple[np.ndarray, Assessment]
+) -> None:
+    _, expected = example_float
+    assert expected.status == "ok" and expected.utterance.total > 0
+    as_int, _ = sf.read(EXAMPLE, dtype="int16")
+    assert scorer.score(as_int, TEXT) == expected
+    assert scorer.score(as_int.astype(np.int32) << 16, TEXT) == expected
+
+
+def test_channels_first_and_last_arrays_score_like_mono(
+    scorer: Scorer, example_float: tuple[np.ndarray, Assessment]
+) -> None:
+    x, expected = example_float
+    assert scorer.score(np.stack([x, x]), TEXT) == expected  # (2, N)
+    assert scorer.score(np.stack([x, x], axis=1), TEXT) == expected  # (N, 2)
+    for bad in (np.stack([x, x])[None], np.zeros((2, 0), np.float32)):
+        with pytest.raises(AudioError) as err:
+            scorer.score(bad, TEXT)
+        assert err.value.field == "shape" and str(bad.shape) in str(err.value)
+
+
+def test_quoted_and_spelled_text_scores_like_plain(
+    scorer: Scorer, example_float: tuple[np.ndarray, Assessment]
+) -> None:
+    x, expected = example_float
+    assert scorer.score(x, "We call it 'bear'.") == expected
+    assert scorer.score(x, '"We" call it \u201cbear\u201d!') == expected
+    assert [p.word for p in scorer.pronounce("my teddy-bear is 3")] == [
+        "MY", "TEDDY", "BEAR", "IS", "THREE"
+    ]  # fmt: skip
+    assert all(p.source != "fallback" for p in scorer.pronounce("café naïve résumé"))
+
+
+def test_scoring_raises_no_warning(scorer: Scorer) -> None:
+    x, _ = sf.read(EXAMPLE, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. pandas PerformanceWarning from the design matrix
+        assert scorer.score(x, TEXT).status == "ok"
 
 
 def test_three_minute_file_is_refused_from_its_header(scorer: Scorer, tmp_path: Path) -> None:
@@ -146,7 +204,7 @@ def test_three_minute_file_is_refused_from_its_header(scorer: Scorer, tmp_path: 
 
 def test_bad_text_is_a_clear_error(scorer: Scorer) -> None:
     x = np.zeros(SAMPLE_RATE, np.float32)
-    for text in ("", "   ", "你好世界", "call 911"):
+    for text in ("", "   ", "你好世界", "call 10000", "mp3"):
         with pytest.raises(TextError):
             scorer.score(x, text)
     assert [p.word for p in scorer.pronounce("Café, naïve!")] == ["CAFE", "NAIVE"]

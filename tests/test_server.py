@@ -104,7 +104,7 @@ def test_bad_audio_and_text_are_422_with_a_clear_message(client: TestClient) -> 
     speech = wav(0.1 * np.sin(np.arange(SAMPLE_RATE) * 0.05).astype(np.float32))
     cases = {
         "corrupt": (post(client, b"RIFF\x00\x00\x00\x00WAVEjunk", name="c.wav"), "cannot decode"),
-        "empty file": (post(client, b"", name="e.wav"), "cannot decode"),
+        "empty file": (post(client, b"", name="e.wav"), "e.wav: audio is empty (0 bytes)"),
         "empty text": (post(client, speech, ""), "text is empty"),
         "non-ascii": (post(client, speech, "你好世界"), "English letters"),
         "too much text": (post(client, speech, "word " * 300), "longer than"),

@@ -13,6 +13,7 @@ from pronscore.text import (
     base_phone,
     letter_to_sound,
     normalize_words,
+    number_words,
     read_lexicon,
 )
 
@@ -25,9 +26,57 @@ def test_phone_set() -> None:
 def test_normalize() -> None:
     assert normalize_words("We call it, bear!") == ["WE", "CALL", "IT", "BEAR"]
     assert normalize_words("Café don’t") == ["CAFE", "DON'T"]
-    for bad in ("", "   ", "...", "我们 bear", "room 101"):
+    for bad in ("", "   ", "...", "我们 bear", "room 10000", "3.5 cats", "mp3", "Tom & Jerry"):
         with pytest.raises(TextError):
             normalize_words(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("We call it 'bear'.", ["WE", "CALL", "IT", "BEAR"]),
+        ('We call it "bear"!', ["WE", "CALL", "IT", "BEAR"]),
+        ("\u201cbear\u201d \u2018bear\u2019 `bear`", ["BEAR", "BEAR", "BEAR"]),
+        ("don't, it's \u2014 don\u2019t", ["DON'T", "IT'S", "DON'T"]),
+        ("a teddy-bear -- two", ["A", "TEDDY-BEAR", "TWO"]),
+        ("café naïve résumé", ["CAFE", "NAIVE", "RESUME"]),
+        ("I am 3, you are 21.", ["I", "AM", "THREE", "YOU", "ARE", "TWENTY", "ONE"]),
+        ("call 911", ["CALL", "NINE", "HUNDRED", "ELEVEN"]),
+        ("1,000", ["ONE", "THOUSAND"]),
+    ],
+)
+def test_normalize_quotes_hyphens_accents_numbers(text: str, words: list[str]) -> None:
+    assert normalize_words(text) == words
+
+
+def test_number_words() -> None:
+    said = {0: "ZERO", 7: "SEVEN", 13: "THIRTEEN", 40: "FORTY", 99: "NINETY NINE",
+            100: "ONE HUNDRED", 305: "THREE HUNDRED FIVE", 1000: "ONE THOUSAND",
+            2024: "TWO THOUSAND TWENTY FOUR",
+            9999: "NINE THOUSAND NINE HUNDRED NINETY NINE"}  # fmt: skip
+    for n, words in said.items():
+        assert number_words(n) == words.split()
+    with pytest.raises(TextError, match="above 9999"):
+        normalize_words("10000")
+
+
+def test_hyphenated_word_whole_when_listed_else_parts(tmp_path: Path) -> None:
+    lex_file = tmp_path / "lex.txt"
+    lex_file.write_text("TEDDY-BEAR\tT EH1 D IY0 B EH2 R\n")
+    whole = Lexicon.from_file(lex_file).pronounce("a teddy-bear")
+    assert [(p.word, p.source) for p in whole] == [("A", "cmudict"), ("TEDDY-BEAR", "corpus")]
+    parts = Lexicon().pronounce("a teddy-bear x-ray")
+    assert [(p.word, p.source) for p in parts] == [
+        ("A", "cmudict"), ("TEDDY", "cmudict"), ("BEAR", "cmudict"), ("X-RAY", "cmudict")
+    ]  # fmt: skip
+
+
+def test_accented_words_are_pronounced_from_the_dictionary() -> None:
+    prons = Lexicon().pronounce("café naïve résumé")
+    assert [(p.word, p.source) for p in prons] == [
+        ("CAFE", "cmudict"), ("NAIVE", "cmudict"), ("RESUME", "cmudict")
+    ]  # fmt: skip
+    assert prons[0].phones == ("K", "AH0", "F", "EY1")
 
 
 def test_lookup_order(tmp_path: Path) -> None:

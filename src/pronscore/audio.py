@@ -1,5 +1,8 @@
 """Audio in: any file soundfile reads, any rate, any channel count -> 16 kHz mono float32.
 
+In-memory arrays may be integer PCM (rescaled to [-1, 1]) and (samples, channels) as soundfile
+gives them or (channels, samples) with at most :data:`MAX_CHANNELS` channels.
+
 Silence is not an error here (scoring decides what to do with it) but :func:`is_silent`
 detects it.
 """
@@ -23,6 +26,9 @@ AudioSource = str | Path | bytes | BinaryIO
 SILENCE_DBFS = -50.0
 """Recordings whose loudest 25 ms frame stays below this level are treated as silent."""
 
+MAX_CHANNELS = 8
+"""A 2-D array's shorter side (at most this) is its channels, the longer side its samples."""
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -39,12 +45,55 @@ def _name(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<audio bytes>"
 
 
-def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Average channels, convert to float32 and resample to 16 kHz with soxr (HQ)."""
+def pcm_to_float(samples: np.ndarray, *, name: str = "<array>") -> np.ndarray:
+    """Integer PCM -> float32 in [-1, 1]; float samples pass through as float32.
+
+    Signed integers are divided by 2**(bits-1) (int16 / 32768, int32 / 2**31, as soundfile
+    reads PCM files); unsigned ones are centred first (uint8: (x - 128) / 128).
+    """
     x = np.asarray(samples)
-    if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
-    x = x.astype(np.float32, copy=False)
+    if x.dtype.kind in "iu":
+        half = 2.0 ** (8 * x.dtype.itemsize - 1)
+        centre = half if x.dtype.kind == "u" else 0.0
+        return ((x.astype(np.float64) - centre) / half).astype(np.float32)
+    if x.dtype.kind != "f":
+        raise AudioError(
+            f"samples must be integer or float numbers, got dtype {x.dtype}",
+            path=name,
+            field="dtype",
+        )
+    return x.astype(np.float32, copy=False)
+
+
+def downmix(samples: np.ndarray, *, name: str = "<array>") -> np.ndarray:
+    """(N,), (N, C) or (C, N) with C <= :data:`MAX_CHANNELS` < N -> mono (N,) by averaging.
+
+    Anything else (empty, 3-D, two short or two long sides) is an :class:`AudioError` on
+    ``shape``: guessing which side is time would score noise.
+    """
+    x = np.asarray(samples)
+    if x.size == 0:
+        raise AudioError(f"audio is empty (shape {x.shape})", path=name, field="shape")
+    if x.ndim == 1:
+        return x
+    if x.ndim == 2:
+        rows, cols = x.shape
+        if cols <= MAX_CHANNELS < rows:  # (samples, channels), as soundfile reads files
+            return x.mean(axis=1)
+        if rows <= MAX_CHANNELS < cols:  # (channels, samples), as torchaudio and librosa give
+            return x.mean(axis=0)
+    raise AudioError(
+        f"expected samples of shape (N,), (N, C) or (C, N) with C <= {MAX_CHANNELS} < N, "
+        f"got shape {x.shape}",
+        path=name,
+        field="shape",
+    )
+
+
+def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(N,) or (N, C) samples (soundfile's layout): average channels, convert to float32 and
+    resample to 16 kHz with soxr (HQ)."""
+    x = pcm_to_float(samples)
     if x.ndim == 2:
         x = x.mean(axis=1)
     if sample_rate != SAMPLE_RATE and x.size:
@@ -52,17 +101,50 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def array_to_mono_16k(
+    samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, name: str = "<array>"
+) -> np.ndarray:
+    """In-memory samples as callers hand them (any integer or float dtype, channels first or
+    last) -> 16 kHz mono float32."""
+    return to_mono_16k(downmix(pcm_to_float(samples, name=name), name=name), sample_rate)
+
+
+def _check_file(path: Path, name: str) -> None:
+    if path.is_dir():
+        raise AudioError("is a directory, not an audio file", path=name)
+    if not path.is_file():
+        raise AudioError("file not found", path=name)
+    if path.stat().st_size == 0:
+        raise AudioError("file is empty (0 bytes)", path=name)
+
+
+def _bytes_left(source: bytes | BinaryIO) -> int | None:
+    """Bytes from the current position to the end; None for a stream that cannot seek."""
+    if isinstance(source, bytes):
+        return len(source)
+    try:
+        pos = source.tell()
+        end = source.seek(0, io.SEEK_END)
+        source.seek(pos)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - pos
+
+
 def read_audio(
     source: AudioSource, *, max_duration: float | None = MAX_DURATION_S
 ) -> tuple[np.ndarray, AudioInfo]:
     """Read ``source`` (path, bytes or binary file) and return 16 kHz mono float32 + info.
 
-    Raises :class:`AudioError` naming the file for missing, unreadable, empty or too long audio.
+    Raises :class:`AudioError` naming the file for missing, unreadable, empty or too long audio
+    (and for a directory given as a file).
     The duration limit is checked from the header before decoding, so a huge file costs nothing.
     """
     name = _name(source)
-    if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise AudioError("file not found", path=name)
+    if isinstance(source, (str, Path)):
+        _check_file(Path(source), name)
+    elif _bytes_left(source) == 0:
+        raise AudioError("audio is empty (0 bytes)", path=name)
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with sf.SoundFile(handle) as f:
@@ -90,10 +172,16 @@ def load_audio(source: AudioSource, *, max_duration: float | None = MAX_DURATION
 def validate_samples(
     samples: np.ndarray, *, name: str = "<array>", max_duration: float | None = MAX_DURATION_S
 ) -> np.ndarray:
-    """Check an in-memory 16 kHz signal the way :func:`read_audio` checks a file."""
-    x = np.asarray(samples, dtype=np.float32)
+    """Check an in-memory 16 kHz signal the way :func:`read_audio` checks a file.
+
+    Integer PCM is rescaled (:func:`pcm_to_float`); channels are not guessed here (see
+    :func:`array_to_mono_16k`).
+    """
+    x = pcm_to_float(samples, name=name)
     if x.ndim != 1:
-        raise AudioError(f"expected mono 1-D samples, got shape {x.shape}", path=name)
+        raise AudioError(
+            f"expected mono 1-D samples, got shape {x.shape}", path=name, field="shape"
+        )
     if x.size == 0:
         raise AudioError("audio is empty (0 samples)", path=name)
     if not np.all(np.isfinite(x)):

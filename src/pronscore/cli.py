@@ -3,6 +3,10 @@
 Each command lives in ``pronscore.commands.<name>`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; its module docstring's first line is its help. Modules are imported only
 when their command runs, so ``pronscore --help`` stays fast.
+
+Exit status: 0 done, 2 a clear error (one line on stderr), 130 interrupted, 141 (128 + SIGPIPE,
+like other Unix tools) when the reader of stdout went away, e.g. ``pronscore score ... | head -1``:
+the command stops quietly, without a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from pronscore.errors import PronscoreError
@@ -59,13 +64,34 @@ def _version() -> str:
     return f"pronscore {__version__}"
 
 
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so Python's flush at exit cannot raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured, closed)
+        pass
+    finally:
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    command = "?"
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        args = build_parser(argv).parse_args(argv)
+        command = args.command
+        code = int(importlib.import_module(args._module).run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except PronscoreError as err:
-        print(f"pronscore {args.command}: error: {err}", file=sys.stderr)
+        print(f"pronscore {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from pronscore.atomic import replace_dir
-from pronscore.audio import read_audio, to_mono_16k, validate_samples
+from pronscore.audio import array_to_mono_16k, read_audio, validate_samples
 from pronscore.constants import (
     MAX_DURATION_S,
     PHONE_SCALE,
@@ -202,11 +202,7 @@ class Scorer:
         """Any accepted audio -> validated 16 kHz mono float32."""
         limit = self.config.max_duration if max_duration is None else max_duration
         if isinstance(audio, np.ndarray):
-            x = audio
-            if sample_rate is not None and sample_rate != SAMPLE_RATE:
-                x = to_mono_16k(x if x.ndim == 1 else x.reshape(x.shape[0], -1), sample_rate)
-            elif x.ndim == 2:
-                x = to_mono_16k(x, SAMPLE_RATE)
+            x = array_to_mono_16k(audio, sample_rate or SAMPLE_RATE)
             return validate_samples(x, max_duration=limit)
         if isinstance(audio, os.PathLike):
             audio = os.fspath(audio)
@@ -228,7 +224,9 @@ class Scorer:
     ) -> Assessment:
         """Score ``audio`` (path, bytes, binary file or samples) read as ``text``.
 
-        A NumPy array is taken as 16 kHz unless ``sample_rate`` says otherwise.
+        A NumPy array is taken as 16 kHz unless ``sample_rate`` says otherwise; integer PCM is
+        rescaled to [-1, 1] and (samples, channels) or (channels, samples) arrays are downmixed
+        (see :func:`pronscore.audio.array_to_mono_16k`).
         """
         prons = self.pronounce(text)
         samples = self.load(audio, sample_rate=sample_rate, max_duration=max_duration)

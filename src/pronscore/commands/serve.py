@@ -36,10 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from pronscore.commands.score import quiet_library_warnings
     from pronscore.server.app import ServerConfig, create_app
-
-    quiet_library_warnings()
 
     config = ServerConfig(
         model=args.model,
