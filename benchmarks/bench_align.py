@@ -1,6 +1,9 @@
 """Real-time factor and peak memory of pocketsphinx alignment + features on real utterances.
 
-    nice .venv/bin/python benchmarks/bench_align.py [--data /work/data/so762] [--n 100]
+    nice .venv/bin/python benchmarks/bench_align.py [--data data/so762] [--n 100]
+
+``--data`` is a dataset written by ``pronscore prepare`` (default: ``$PRONSCORE_DATA``, else
+``data/so762``).
 
 RTF = CPU seconds (this process, one core) / seconds of audio, over ``--n`` train utterances
 (evenly spread over the split). Prints the total and a per-stage split; peak RSS from getrusage.
@@ -9,6 +12,7 @@ RTF = CPU seconds (this process, one core) / seconds of audio, over ``--n`` trai
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 from pathlib import Path
@@ -27,7 +31,9 @@ def _cpu() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/data/so762"))
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("PRONSCORE_DATA", "data/so762"))
+    )
     ap.add_argument("--split", default="train")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--no-phone-loop", action="store_true", help="skip the free phone loop")

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_scorer.py [--model default] [--repeats 20]
 
 Goals (issue 6): warm latency <= 0.25 s, peak RSS <= 300 MB. Uses a real ~4 s Speechocean762
-utterance when ../shared is present, else the bundled example. Cold start (import + load +
-first score) and peak RSS are measured in fresh child processes pinned to one CPU.
+utterance when the corpus ($PRONSCORE_CORPUS, else ../shared/data/speechocean762) is present,
+else the bundled example. Cold start (import + load + first score) and peak RSS are measured in
+fresh child processes pinned to one CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared/data/speechocean762"
+CORPUS = Path(os.environ.get("PRONSCORE_CORPUS", REPO.parent / "shared/data/speechocean762"))
 CANDIDATES = (
     (CORPUS / "WAVE/SPEAKER0005/000050114.flac", None),  # 3.9 s, text from train/text
     (REPO / "examples/the_sun_is_shining.wav", "The sun is shining today"),

@@ -16,7 +16,7 @@ Each recipe runs in a fresh process (peak memory is per process: max RSS on CPU,
 on GPU) over one pass of ``--utts`` utterances, stopping early at ``--budget`` seconds.
 
     nice python benchmarks/bench_ssl_train.py --utts 24 --repeats 2 --threads 1 \\
-        --data /work/data/so762
+        --data data/so762
 """
 
 from __future__ import annotations

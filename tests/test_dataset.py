@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pronscore.corpora.speechocean762 import prepare_speechocean762
@@ -37,14 +36,21 @@ def test_prepare_both_splits(tmp_path: Path) -> None:
     dev_ages = set(dd["dev"]["age"])
     assert dev_ages == {8, 30}  # both age groups are represented in dev
     row = dd["dev"][0]
-    assert np.asarray(row["audio"]).dtype == np.float32 or isinstance(row["audio"][0], float)
+    assert dd["dev"].features["audio"].feature.dtype == "float32"  # rows read back as lists
     assert row["duration"] == pytest.approx(len(row["audio"]) / 16000)
     assert abs(len(row["audio"]) / 16000 - (0.5 + 0.1 * int(row["id"][-1]))) < 0.01  # resampled
     manifest = prepare_speechocean762(root)
     original = {u.id: u.labels for u in manifest.splits["train"]}
     assert row_labels(row) == original[row["id"]]
     refs, meta = split_references(dd["test"])
-    assert len(refs) == 20 and meta[row["id"]].age in (8, 30) if row["id"] in meta else True
+    test_ids = {u.id for u in manifest.splits["test"]}
+    assert set(refs) == set(meta) == test_ids and len(test_ids) == 20
+    assert row["id"] not in meta  # a dev row: split_references reads only the split it is given
+    for u in manifest.splits["test"]:  # speaker 0101 is a girl of 8, 0102 a man of 30, ...
+        assert refs[u.id] == u.labels
+        assert (meta[u.id].age, meta[u.id].gender) == (u.age, u.gender)
+    assert (meta["010100000"].age, meta["010100000"].gender) == (8, "f")
+    assert (meta["010200001"].age, meta["010200001"].gender) == (30, "m")
 
 
 def test_dev_split_deterministic_and_balanced(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from pronscore.constants import PHONE_SCALE, UTTERANCE_ASPECTS, WORD_SCALE
 from pronscore.errors import ModelError
-from pronscore.features.deep import pool_phones, write_pooled
+from pronscore.features.deep import pool_phones, whisper_model, write_pooled
 from pronscore.features.extract import load_features
 from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
 from pronscore.text import PHONES
@@ -241,6 +241,19 @@ def tiny_features(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     _make_split(root, "train", 160, 0, deep)
     _make_split(root, "dev", 40, 1, deep)
     return root, deep
+
+
+def test_whisper_model_and_cache_come_from_arguments_or_environment(
+    tiny_features, monkeypatch
+) -> None:
+    monkeypatch.delenv("PRONSCORE_WHISPER", raising=False)
+    assert whisper_model() == "openai/whisper-base"
+    monkeypatch.setenv("PRONSCORE_WHISPER", "models/enc")
+    assert whisper_model() == "models/enc" and whisper_model("other/enc") == "other/enc"
+    dev = load_features(tiny_features[0], "dev")
+    with pytest.raises(ModelError, match=r"\[deep_cache\].*--deep-cache"):
+        phone_vectors(dev, InputSpec.parse("whisper:0"), deep_cache=None, gop_cols=[])
+    assert len(phone_vectors(dev, InputSpec.parse("gop"), deep_cache=None, gop_cols=[])) == 40
 
 
 def test_items_group_phones_by_word_with_scaled_labels(tiny_features) -> None:

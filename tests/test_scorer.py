@@ -96,14 +96,27 @@ def test_mismatched_sentence_scores_lower(
     scorer: Scorer, bear: np.ndarray, bear_result: Assessment
 ) -> None:
     a = scorer.score(bear, "Please open the window before lunch")
-    assert a.status == "failed" or a.utterance.accuracy < bear_result.utterance.accuracy
+    assert a.utterance.accuracy < bear_result.utterance.accuracy - 1.0  # measured 6.4 vs 8.6
+
+
+@pytest.mark.realdata
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: README promises status 'failed' for a sentence that was not read; on "
+    "'we call it bear' audio the result is 'ok', accuracy 6.4, PLEASE 9.1 and THE 8.5 unflagged",
+)
+def test_a_sentence_not_said_fails_with_a_reason(scorer: Scorer, bear: np.ndarray) -> None:
+    a = scorer.score(bear, "Please open the window before lunch")
+    assert a.status == "failed" and a.reason
+    assert [w.mispronounced for w in a.words] == [True] * 6
 
 
 @pytest.mark.realdata
 def test_word_in_no_lexicon_is_scored_and_named(scorer: Scorer, bear: np.ndarray) -> None:
     a = scorer.score(bear, "We call it Zorblax")
-    assert a.words[-1].text == "ZORBLAX"
+    assert a.status == "ok" and a.words[-1].text == "ZORBLAX"
     assert "ZORBLAX" in (a.reason or "")
+    assert [w.mispronounced for w in a.words] == [False, False, False, True]  # "bear" was said
 
 
 def test_silence_fails_with_reason_and_zero_scores(scorer: Scorer) -> None:
@@ -116,10 +129,9 @@ def test_silence_fails_with_reason_and_zero_scores(scorer: Scorer) -> None:
 def test_noise_never_crashes(scorer: Scorer) -> None:
     noise = 0.3 * np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
     a = scorer.score(noise, TEXT)
-    assert a.status in ("ok", "failed") and len(a.words) == 4
+    assert a.status == "failed" and "does not fit" in a.reason
+    assert a.utterance.total == 0.0 and [w.mispronounced for w in a.words] == [True] * 4
     _in_range(a)
-    if a.status == "failed":
-        assert a.reason
 
 
 def test_bad_audio_is_a_clear_error(scorer: Scorer, tmp_path: Path) -> None:

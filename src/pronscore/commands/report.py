@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pronscore.training.hier import DEFAULT_DEEP_CACHE, HierTrainOptions
+from pronscore.training.hier import HierTrainOptions
 
 W = "whisper:3-6+gop"
 ROWS: dict[str, tuple[str, HierTrainOptions]] = {
@@ -56,7 +56,8 @@ NOTES = """\
 - Inputs: `gop` = the per-phone `p_*` GOP/LPR/duration features of `pronscore features`
   (pocketsphinx); `ps-frames` = pocketsphinx per-frame log phone posteriors (39 + 3 non-speech)
   mean-pooled per aligned phone; `whisper:A-B` = Whisper-base encoder layers A..B pooled per
-  phone (cache from `python -m pronscore.features.deep`), combined by learned softmax weights;
+  phone, combined by learned softmax weights (cache: `python -m pronscore.features.deep
+  data/feats data/so762 data/deep-whisper --model ../shared/models/whisper-base-encoder`);
   `utt` (beyond the paper) = utterance-level `u_*` prosody/rate features added to the sentence
   vector.
 - Stage 2 (`pretrain synthetic`): the GOP GBT baseline (`pronscore.heads.gbt`, all features)
@@ -80,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--seeds", default="1")
     h.add_argument("--rows", default=",".join(ROWS), help=f"subset of {', '.join(ROWS)}")
     h.add_argument("--epochs", type=int, default=30)
-    h.add_argument("--deep-cache", default=DEFAULT_DEEP_CACHE)
+    h.add_argument("--deep-cache", default=None, help="CACHE_DIR for the whisper rows")
     h.add_argument("--threads", type=int, default=1)
 
 
@@ -139,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         print(f"error: unknown rows {unknown} (known: {', '.join(ROWS)})", file=sys.stderr)
+        return 2
+    deep = [n for n in names if "whisper" in ROWS[n][1].inputs]
+    if deep and args.deep_cache is None:
+        print(f"error: rows {deep} need --deep-cache CACHE_DIR", file=sys.stderr)
         return 2
     train = load_features(args.features, "train")
     dev = load_features(args.features, "dev")

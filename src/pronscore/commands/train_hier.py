@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-from pronscore.training.hier import DEFAULT_DEEP_CACHE
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="FEATURES_DIR from `pronscore features`")
@@ -48,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain-epochs", type=int, default=15)
     p.add_argument(
         "--deep-cache",
-        default=DEFAULT_DEEP_CACHE,
-        help="per-phone pooled Whisper vectors (python -m pronscore.features.deep)",
+        default=None,
+        help="CACHE_DIR of per-phone pooled Whisper vectors (python -m pronscore.features.deep); "
+        "needed for whisper inputs",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-split", default="train")

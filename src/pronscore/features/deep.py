@@ -1,7 +1,7 @@
 """Per-phone pooled deep features: frame features of an acoustic model averaged over each
 aligned phone, cached once per utterance.
 
-Cache layout (``CACHE_DIR``, e.g. ``/work/data/deep-whisper``)::
+Cache layout (``CACHE_DIR``, a folder given on the command line, e.g. ``data/deep-whisper``)::
 
     meta.json                   {"model": path or id, "n_layers": L+1, "dim": D, "frame_rate"}
     <utt_id>.safetensors        "pooled" float16 (L+1, n_phones, D): mean of each phone's
@@ -9,6 +9,8 @@ Cache layout (``CACHE_DIR``, e.g. ``/work/data/deep-whisper``)::
                                 "has_time" uint8 (n_phones,)
 
 Phones follow the order of ``phones.parquet`` rows of that utterance (``phone_index``).
+The encoder is ``--model``, else the environment variable ``PRONSCORE_WHISPER``, else the hub
+id ``openai/whisper-base`` (transformers takes it from the Hugging Face cache when present).
 The pooling itself (:func:`pool_phones`) is a pure function so that any frame features -- an
 encoder's hidden states or pocketsphinx's per-frame phone scores -- go through the same code.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,14 @@ import numpy as np
 
 from pronscore.constants import SAMPLE_RATE
 from pronscore.errors import ModelError
+
+WHISPER_ENV = "PRONSCORE_WHISPER"
+DEFAULT_WHISPER = "openai/whisper-base"
+
+
+def whisper_model(explicit: str | Path | None = None) -> str:
+    """The Whisper encoder to load: ``explicit``, else ``$PRONSCORE_WHISPER``, else the hub id."""
+    return str(explicit or os.environ.get(WHISPER_ENV) or DEFAULT_WHISPER)
 
 
 def frame_span(start: float, end: float, frame_rate: float, n_frames: int) -> tuple[int, int]:
@@ -192,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("features_dir")
     p.add_argument("dataset_dir")
     p.add_argument("cache_dir")
-    p.add_argument("--model", default="/work/shared/models/whisper-base-encoder")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"Whisper folder or hub id (default: ${WHISPER_ENV}, else {DEFAULT_WHISPER})",
+    )
     p.add_argument("--splits", default="dev,train")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -200,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     audio_of = dataset_audio(args.dataset_dir, splits)
     for split in splits:
         phones = load_features(args.features_dir, split).phones
-        extract_pooled(phones, audio_of, args.cache_dir, model=args.model, threads=args.threads)
+        model = whisper_model(args.model)
+        extract_pooled(phones, audio_of, args.cache_dir, model=model, threads=args.threads)
     return 0
 
 

@@ -45,7 +45,6 @@ from pronscore.features.extract import SplitFeatures, load_features
 from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
 from pronscore.schema import Assessment
 
-DEFAULT_DEEP_CACHE = "/work/data/deep-whisper"
 _WHISPER = re.compile(r"^whisper:(\d+)(?:-(\d+))?$")
 
 
@@ -117,11 +116,21 @@ def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray
 
 
 def phone_vectors(
-    split: SplitFeatures, spec: InputSpec, *, deep_cache: str | Path, gop_cols: Sequence[str]
+    split: SplitFeatures,
+    spec: InputSpec,
+    *,
+    deep_cache: str | Path | None,
+    gop_cols: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """Per utterance: (n_phones, [L,] F) float32 input vectors in ``phone_index`` order."""
     from pronscore.features.deep import load_pooled
 
+    if spec.whisper_layers and deep_cache is None:
+        raise ModelError(
+            "whisper inputs need the pooled-feature cache (--deep-cache CACHE_DIR, written by "
+            "python -m pronscore.features.deep)",
+            field="deep_cache",
+        )
     out = {}
     for utt, g in split.phones.groupby("id", sort=False):
         g = g.sort_values("phone_index")
@@ -467,7 +476,7 @@ class HierTrainOptions:
     seed: int = 1
     epochs: int = 40
     pretrain_epochs: int = 20
-    deep_cache: str = DEFAULT_DEEP_CACHE
+    deep_cache: str | None = None  # CACHE_DIR of pronscore.features.deep; whisper inputs only
     unlabelled: tuple[str, ...] = ()  # extra FEATURES_DIR splits "DIR:split" for stage 2
     threads: int = 1
 
@@ -489,7 +498,7 @@ class TrainedHier:
 def prepare_items(
     split: SplitFeatures,
     spec: InputSpec,
-    deep_cache: str | Path,
+    deep_cache: str | Path | None,
     gop_cols: Sequence[str],
     utt_cols: Sequence[str] = (),
 ) -> list[UttArrays]:
@@ -635,7 +644,7 @@ class HierHead:
         items = prepare_items(
             split,
             spec,
-            self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
+            self.config.get("deep_cache"),
             extra.get("gop_columns", []),
             extra.get("utt_columns", []),
         )
@@ -654,13 +663,20 @@ class HierHead:
         )
         spec = InputSpec.parse(self.model.config.extra["inputs"])
         if spec.whisper_layers:
-            from pronscore.features.deep import dataset_audio, extract_pooled
+            from pronscore.features.deep import dataset_audio, extract_pooled, whisper_model
 
+            cache = self.config.get("deep_cache")
+            if cache is None:
+                raise ModelError(
+                    "whisper inputs but no cache folder",
+                    path=self.run_dir / "config.json",
+                    field="deep_cache",
+                )
             extract_pooled(
                 feats.phones,
                 dataset_audio(dataset_dir, [split]),
-                self.config.get("deep_cache", DEFAULT_DEEP_CACHE),
-                model=self.config.get("whisper_model", "/work/shared/models/whisper-base-encoder"),
+                cache,
+                model=whisper_model(self.config.get("whisper_model")),
             )
         return self.predict_features(feats)
 
