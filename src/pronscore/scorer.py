@@ -51,6 +51,7 @@ from pronscore.features.extract import (
     SplitFeatures,
     UtteranceFeatures,
     extract_utterance,
+    feature_frame,
 )
 from pronscore.runs import load_predictor, read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
@@ -349,15 +350,13 @@ class _MemorySplit(SplitFeatures):
 
 def single_split(feats: UtteranceFeatures, utt_id: str = UTT_ID) -> SplitFeatures:
     """The rows of one extracted utterance as the DataFrames a FEATURES_DIR split holds."""
-    import pandas as pd
-
     utt = {"id": utt_id, **feats.utterance, "speaker": None, "age": None, "gender": None}
-    tables = []
-    for rows in ([utt], [{"id": utt_id, **r} for r in feats.words],
-                 [{"id": utt_id, **r} for r in feats.phones]):  # fmt: skip
-        df = pd.DataFrame(rows)
-        for col in df.columns:
-            if col[:2] in ("u_", "w_", "p_") or col in ("start", "end", "duration"):
-                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        tables.append(df)
+    tables = [
+        feature_frame(rows)
+        for rows in (
+            [utt],
+            [{"id": utt_id, **r} for r in feats.words],
+            [{"id": utt_id, **r} for r in feats.phones],
+        )
+    ]
     return _MemorySplit(*tables, frames=feats.frames)

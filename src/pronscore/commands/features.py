@@ -25,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pocketsphinx two-pass state alignment (default) or the one-pass numpy Viterbi "
         "over the same HMMs (about 2.5x faster)",
     )
+    p.add_argument(
+        "--topn",
+        type=int,
+        default=ModelConfig.topn,
+        help="Gaussians per codebook in each senone score (fewer: faster, coarser)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=max(1, args.jobs),
         limit=args.limit,
         progress=not args.quiet,
-        config=ExtractorConfig(model=ModelConfig(aligner=args.aligner)),
+        config=ExtractorConfig(model=ModelConfig(aligner=args.aligner, topn=args.topn)),
     )
     print(f"features written to {out}")
     return 0

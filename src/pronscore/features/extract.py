@@ -432,8 +432,24 @@ def _write_meta(out: Path, config: ExtractorConfig) -> None:
     atomic_write_json(path, meta)
 
 
-def _assemble(cache: UtteranceCache, ids: Sequence[str]) -> None:
+def _is_numeric_column(name: str) -> bool:
+    return name[:2] in ("u_", "w_", "p_", "y_") or name in ("start", "end", "duration")
+
+
+def feature_frame(rows: Sequence[dict[str, Any]]) -> Any:
+    """Feature rows -> a pandas DataFrame whose feature, label and time columns are float64
+    (null -> NaN). The one conversion for FEATURES_DIR tables and for scoring one recording;
+    only columns pandas did not already make float64 are converted (it is on the hot path)."""
     import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    convert = [c for c in df.columns if _is_numeric_column(c) and df[c].dtype != "float64"]
+    for col in convert:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    return df
+
+
+def _assemble(cache: UtteranceCache, ids: Sequence[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -444,14 +460,7 @@ def _assemble(cache: UtteranceCache, ids: Sequence[str]) -> None:
         words.extend(rec["words"])
         phones.extend(rec["phones"])
     for name, rows in (("utterances", utts), ("words", words), ("phones", phones)):
-        df = pd.DataFrame(rows)
-        for col in df.columns:
-            if (
-                col[:2] in ("u_", "w_", "p_")
-                or col in ("start", "end", "duration")
-                or col.startswith("y_")
-            ):
-                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        df = feature_frame(rows)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
         atomic_write_bytes(cache.split_dir / f"{name}.parquet", sink.getvalue().to_pybytes())
