@@ -15,7 +15,7 @@ Time and disconnects. A request waits and is scored for at most ``timeout`` seco
 ``504``. A client that goes away while its job waits is dropped from the queue (the job never
 starts); one that goes away while its job runs cannot stop it (a worker process is not
 interrupted), so the result is dropped when it arrives. ``GET /health`` counts ``scored``,
-``cancelled``, ``dropped``, ``timed_out`` and ``rejected`` requests.
+``failed``, ``cancelled``, ``dropped``, ``timed_out`` and ``rejected`` requests.
 
 Limits. Request bodies larger than ``max_upload_bytes`` (+ a small allowance for the multipart
 envelope) get ``413`` before they are parsed; audio longer than ``max_duration`` seconds gets
@@ -48,7 +48,14 @@ from pronscore.server.dispatch import (
     ThreadBackend,
     usable_cores,
 )
-from pronscore.server.worker import MAX_TEXT_CHARS, Job, TooLarge, assess_bytes, error_body
+from pronscore.server.worker import (
+    MAX_TEXT_CHARS,
+    Job,
+    Reply,
+    TooLarge,
+    assess_bytes,
+    error_body,
+)
 
 if TYPE_CHECKING:
     from pronscore.scorer import Scorer
@@ -185,17 +192,22 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def score_request(dispatcher: Dispatcher, job: Job, request: Request, timeout: float):
+async def score_request(
+    dispatcher: Dispatcher, job: Job, request: Request, timeout: float
+) -> Reply | None:
     """The job's :class:`Reply`; raises :class:`ScoringTimeout`, or returns ``None`` when the
     client went away (its job is cancelled if it had not started, else its result dropped)."""
     scoring = asyncio.create_task(dispatcher.run(job))
     gone = asyncio.create_task(_client_gone(request))
-    done, _ = await asyncio.wait({scoring, gone}, timeout=timeout, return_when="FIRST_COMPLETED")
-    if scoring in done:
+    try:
+        done, _ = await asyncio.wait(
+            {scoring, gone}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+    finally:  # also when this handler is cancelled: no task outlives its request
         gone.cancel()
+        scoring.cancel()  # a no-op once it has finished
+    if scoring in done:
         return scoring.result()
-    gone.cancel()
-    scoring.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await scoring
     if gone in done:

@@ -125,6 +125,7 @@ class Stats:
     """Counters since start (``GET /health``)."""
 
     scored: int = 0  # jobs a worker ran to the end (any reply)
+    failed: int = 0  # jobs whose worker died under them (-> 500)
     cancelled: int = 0  # requests that left before their job started: never scored
     dropped: int = 0  # jobs that ran but whose client had left or timed out
     timed_out: int = 0  # 504s
@@ -180,6 +181,8 @@ class Dispatcher:
             return
         if future.cancelled():
             self.stats.cancelled += 1
+        elif future.exception() is not None:
+            self.stats.failed += 1
         else:
             self.stats.scored += 1
 
