@@ -30,7 +30,7 @@ def scorer() -> Scorer:
 
 @pytest.fixture(scope="module")
 def client(scorer: Scorer) -> TestClient:
-    return TestClient(create_app(ServerConfig(), scorer=scorer))
+    return TestClient(create_app(ServerConfig(workers=1), scorer=scorer))
 
 
 @pytest.fixture(scope="module")

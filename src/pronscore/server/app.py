@@ -1,11 +1,21 @@
 """FastAPI app: ``POST /v1/assess`` (multipart audio + text) -> Assessment JSON, ``GET /health``,
 ``GET /v1/info`` and the recording page at ``/``.
 
-Concurrency. Scoring is CPU work, so it runs in worker threads, never on the event loop. The
-app holds ``workers`` scorers (each owns its own pocketsphinx decoders, which are not
-thread-safe); a request borrows one for the duration of its scoring. At most ``max_queue``
-further requests wait for a free scorer; beyond that the server answers ``503`` with a
-``Retry-After`` header at once instead of building an unbounded backlog.
+Concurrency. Scoring is CPU work and pocketsphinx holds the GIL, so by default it runs in
+``workers`` worker *processes* (one per usable core), each loading the model once; the event
+loop only parses uploads and waits. ``workers=0`` scores in a thread of this process (one
+scorer; for tests and small machines). See :mod:`pronscore.server.dispatch`.
+
+Admission. At most ``workers + max_queue`` scoring requests are admitted at a time (uploading,
+waiting or being scored). The check runs in the ASGI middleware on the request line and
+headers, so a saturated server answers ``503`` with ``Retry-After`` *before* reading the
+upload.
+
+Time and disconnects. A request waits and is scored for at most ``timeout`` seconds, else
+``504``. A client that goes away while its job waits is dropped from the queue (the job never
+starts); one that goes away while its job runs cannot stop it (a worker process is not
+interrupted), so the result is dropped when it arrives. ``GET /health`` counts ``scored``,
+``failed``, ``cancelled``, ``dropped``, ``timed_out`` and ``rejected`` requests.
 
 Limits. Request bodies larger than ``max_upload_bytes`` (+ a small allowance for the multipart
 envelope) get ``413`` before they are parsed; audio longer than ``max_duration`` seconds gets
@@ -17,31 +27,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import soundfile as sf
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from pronscore import __version__
 from pronscore.constants import MAX_DURATION_S
-from pronscore.errors import AudioError, ModelError, PronscoreError, TextError
-from pronscore.scorer import Scorer
+from pronscore.errors import ModelError, PronscoreError
+from pronscore.server.dispatch import (
+    Backend,
+    Dispatcher,
+    ProcessBackend,
+    ThreadBackend,
+    usable_cores,
+)
+from pronscore.server.worker import (
+    MAX_TEXT_CHARS,
+    Job,
+    Reply,
+    TooLarge,
+    assess_bytes,
+    error_body,
+)
+
+if TYPE_CHECKING:
+    from pronscore.scorer import Scorer
+
+__all__ = ["MAX_TEXT_CHARS", "ServerConfig", "TooLarge", "assess_bytes", "create_app"]
 
 log = logging.getLogger("pronscore.server")
 
 MULTIPART_SLACK = 64 * 1024
 """Bytes allowed on top of the audio limit for the multipart envelope and the text field."""
 
-MAX_TEXT_CHARS = 1000
+SCORING_PATH = "/v1/assess"
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never seen by the client
 
 EXAMPLE_SENTENCES = (
     "We call it bear",
@@ -59,56 +86,56 @@ class ServerConfig:
     model: str = "default"
     max_upload_bytes: int = 10 * 1024 * 1024
     max_duration: float = MAX_DURATION_S
-    workers: int = 1
+    workers: int = field(default_factory=usable_cores)  # processes; 0: a thread of the server
     max_queue: int = 32
     retry_after_s: int = 2
+    timeout: float = 30.0  # seconds a request may wait + be scored
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.max_queue < 0 or self.timeout <= 0:
+            raise ValueError("workers and max_queue must be >= 0 and timeout > 0")
 
 
 class Saturated(Exception):
-    """Every scorer is busy and the waiting room is full."""
+    """Every worker is busy and the waiting room is full."""
 
 
-class TooLarge(Exception):
-    """Upload or audio over a configured limit (-> 413)."""
-
-
-class ScorerPool:
-    """``workers`` scorers lent to one request each; a bounded number of requests may wait."""
-
-    def __init__(self, scorers: list[Scorer], max_queue: int) -> None:
-        self._scorers = scorers
-        self._free: asyncio.Queue[Scorer] = asyncio.Queue()
-        for s in scorers:
-            self._free.put_nowait(s)
-        self.max_queue = max_queue
-        self.waiting = 0
-
-    @property
-    def size(self) -> int:
-        return len(self._scorers)
-
-    @property
-    def busy(self) -> int:
-        return self.size - self._free.qsize()
-
-    @contextlib.asynccontextmanager
-    async def borrow(self) -> AsyncIterator[Scorer]:
-        if self._free.empty() and self.waiting >= self.max_queue:
-            raise Saturated
-        self.waiting += 1
-        try:
-            scorer = await self._free.get()
-        finally:
-            self.waiting -= 1
-        try:
-            yield scorer
-        finally:
-            self._free.put_nowait(scorer)
+class ScoringTimeout(Exception):
+    """Waiting plus scoring took longer than the configured timeout (-> 504)."""
 
 
 def _error(status: int, err: Exception, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"detail": str(err) or type(err).__name__, "error": type(err).__name__}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(err), status_code=status, headers=headers)
+
+
+class Admission:
+    """ASGI middleware: ``503`` + ``Retry-After`` when ``capacity`` scoring requests are in the
+    server (uploading, waiting or scored), decided from the scope: the body is never read."""
+
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], dispatcher: Dispatcher, config: ServerConfig
+    ) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+        self.capacity = dispatcher.backend.size + config.max_queue
+        self.retry_after = str(config.retry_after_s)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] != SCORING_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        d = self.dispatcher
+        if d.admitted >= self.capacity:
+            d.stats.rejected += 1
+            err = Saturated(f"server busy ({d.running} scoring, {d.waiting} waiting); retry later")
+            headers = {"Retry-After": self.retry_after, "Connection": "close"}
+            await _error(503, err, headers)(scope, receive, send)
+            return
+        d.admitted += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            d.admitted -= 1
 
 
 class BodyLimit:
@@ -159,56 +186,74 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _named_bytes(data: bytes, name: str) -> io.BytesIO:
-    handle = io.BytesIO(data)
-    handle.name = name  # error messages name the uploaded file
-    return handle
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read: only that can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
-def _header_duration(data: bytes) -> float | None:
-    """Duration from the header, or ``None`` when the header cannot be read (decoding reports)."""
+async def score_request(
+    dispatcher: Dispatcher, job: Job, request: Request, timeout: float
+) -> Reply | None:
+    """The job's :class:`Reply`; raises :class:`ScoringTimeout`, or returns ``None`` when the
+    client went away (its job is cancelled if it had not started, else its result dropped)."""
+    scoring = asyncio.create_task(dispatcher.run(job))
+    gone = asyncio.create_task(_client_gone(request))
     try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:  # corrupt or unknown: read_audio raises the clear AudioError later
-        return None
-    return info.frames / info.samplerate if info.samplerate else None
-
-
-def assess_bytes(
-    scorer: Scorer, data: bytes, filename: str, text: str, *, max_duration: float
-) -> dict[str, Any]:
-    """Blocking: limits, decoding and scoring of one upload (runs in a worker thread)."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise TextError(f"text is longer than {MAX_TEXT_CHARS} characters", field="text")
-    duration = _header_duration(data)
-    if duration is not None and duration > max_duration:
-        raise TooLarge(
-            f"{filename}: audio is {duration:.1f} s long; the limit is {max_duration:g} s"
+        done, _ = await asyncio.wait(
+            {scoring, gone}, timeout=timeout, return_when="FIRST_COMPLETED"
         )
-    handle = _named_bytes(data, filename)
-    return scorer.score(handle, text, max_duration=max_duration).to_dict()
+    finally:  # also when this handler is cancelled: no task outlives its request
+        gone.cancel()
+        scoring.cancel()  # a no-op once it has finished
+    if scoring in done:
+        return scoring.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await scoring
+    if gone in done:
+        return None
+    dispatcher.stats.timed_out += 1
+    raise ScoringTimeout(f"scoring did not finish within the {timeout:g} s limit; retry later")
 
 
 def _static_dir() -> str:
     return str(resources.files("pronscore.server") / "static")
 
 
+def make_backend(config: ServerConfig, scorer: Scorer | None) -> Backend:
+    """Worker processes unless ``workers`` is 0 or a ``scorer`` object is given (tests,
+    embedding): then threads, ``max(1, workers)`` of them, sharing that scorer's head."""
+    if scorer is None and config.workers > 0:
+        return ProcessBackend(config.model, config.workers)
+    if scorer is None:
+        from pronscore.scorer import Scorer  # here: with processes, this one loads no model
+
+        scorer = Scorer.from_pretrained(config.model)
+    first = scorer
+    return ThreadBackend([first, *(first.fork() for _ in range(config.workers - 1))])
+
+
 def create_app(config: ServerConfig | None = None, *, scorer: Scorer | None = None) -> FastAPI:
-    """The app. ``scorer`` (optional) is used as the first worker; others are its forks."""
+    """The app; its workers are started (and the model loaded) before this returns."""
     config = config or ServerConfig()
-    if config.workers < 1 or config.max_queue < 0:
-        raise ValueError("workers must be >= 1 and max_queue >= 0")
-    first = scorer or Scorer.from_pretrained(config.model)
-    pool = ScorerPool([first, *(first.fork() for _ in range(config.workers - 1))], config.max_queue)
+    dispatcher = Dispatcher(make_backend(config, scorer))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        dispatcher.close()
 
     app = FastAPI(
         title="pronscore",
         version=__version__,
         summary="Pronunciation assessment of English read speech (Speechocean762 scales).",
+        lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
-    app.state.pool = pool
+    app.add_middleware(Admission, dispatcher=dispatcher, config=config)  # outermost: first
+    app.state.dispatcher = dispatcher
     app.state.config = config
+    backend = dispatcher.backend
 
     @app.exception_handler(PronscoreError)
     async def _pronscore_error(_: Request, err: PronscoreError) -> JSONResponse:
@@ -224,61 +269,62 @@ def create_app(config: ServerConfig | None = None, *, scorer: Scorer | None = No
         log.exception("unexpected error while scoring")
         return _error(500, RuntimeError("internal error while scoring; see the server log"))
 
-    @app.get("/health", summary="liveness and load")
+    @app.get("/health", summary="liveness, load and request counters")
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
-            "model": first.name,
-            "workers": pool.size,
-            "busy": pool.busy,
-            "waiting": pool.waiting,
+            "model": backend.name,
+            "mode": backend.mode,
+            "workers": backend.size,
+            "busy": dispatcher.running,
+            "waiting": dispatcher.waiting,
+            "admitted": dispatcher.admitted,
+            **asdict(dispatcher.stats),
         }
 
     @app.get("/v1/info", summary="limits, model and example sentences (for the page)")
     async def info() -> dict[str, Any]:
         return {
-            "model": first.name,
+            "model": backend.name,
             "limits": {
                 "max_upload_bytes": config.max_upload_bytes,
                 "max_duration_s": config.max_duration,
                 "max_text_chars": MAX_TEXT_CHARS,
+                "timeout_s": config.timeout,
             },
             "sentences": list(EXAMPLE_SENTENCES),
             "config": asdict(config),
         }
 
     @app.post(
-        "/v1/assess",
+        SCORING_PATH,
         summary="score one recording against its text",
         responses={
             413: {"description": "upload or audio longer than the limits"},
             422: {"description": "bad audio (corrupt, empty) or text (empty, not English)"},
-            503: {"description": "all scorers busy and the queue full; see Retry-After"},
+            503: {"description": "all workers busy and the queue full; see Retry-After"},
+            504: {"description": "waiting + scoring took longer than the server's timeout"},
         },
     )
     async def assess(
+        request: Request,
         audio: Annotated[UploadFile, File(description="audio file (WAV, FLAC, OGG; any rate)")],
         text: Annotated[str, Form(description="the sentence that was read")] = "",
-    ) -> JSONResponse:
+    ) -> Response:
         data = await audio.read()
         name = audio.filename or "upload"
         if len(data) > config.max_upload_bytes:
             mb = config.max_upload_bytes / 1024 / 1024
             return _error(413, TooLarge(f"{name}: upload is larger than the {mb:g} MB limit"))
+        job = Job(data, name, text, config.max_duration)
         try:
-            async with pool.borrow() as s:
-                result = await run_in_threadpool(
-                    assess_bytes, s, data, name, text, max_duration=config.max_duration
-                )
-        except Saturated:
-            err = Saturated(f"server busy ({pool.size} scoring, {pool.waiting} waiting)")
-            return _error(503, err, {"Retry-After": str(config.retry_after_s)})
-        except TooLarge as err:
-            return _error(413, err)
-        except AudioError as err:
-            return _error(422, err)
-        return JSONResponse(result)
+            reply = await score_request(dispatcher, job, request, config.timeout)
+        except ScoringTimeout as err:
+            return _error(504, err)
+        if reply is None:
+            return Response(status_code=CLIENT_CLOSED)
+        return JSONResponse(reply.body, status_code=reply.status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
