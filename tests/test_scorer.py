@@ -305,3 +305,29 @@ def test_cli_batch_bad_lines_become_error_records(
     assert "column" in recs[2]["error"]
     assert recs[3]["id"] == "u1" and recs[3]["error_type"] == "TextError"
     assert "1 scored, 3 error(s)" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_cli_batch_with_two_jobs_writes_the_same_records_in_order(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.wav").write_bytes(b"garbage")
+    second = "WAVE/SPEAKER0594/005940195.flac"  # "IT WAS A GREAT NIGHT"
+    lines = [
+        f"{corpus_dir / UTT}\t{TEXT}",
+        "bad.wav\tWe call it bear",
+        f"{corpus_dir / second}\tIt was a great night",
+        f"{corpus_dir / UTT}\t{TEXT}",
+    ]
+    lst = tmp_path / "list.tsv"
+    lst.write_text("\n".join(lines), encoding="utf-8")
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}.jsonl"
+        assert (
+            main(["score", "--batch", str(lst), "--out", str(out), "--jobs", jobs, "--quiet"]) == 1
+        )
+        runs[jobs] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert runs["2"] == runs["1"]
+    assert [r.get("status") for r in runs["2"]] == ["ok", None, "ok", "ok"]
+    assert runs["2"][0]["utterance"] == runs["2"][3]["utterance"]

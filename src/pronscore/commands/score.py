@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch", metavar="LIST.tsv", help="score every line of a TSV list")
     p.add_argument("--out", metavar="RESULTS.jsonl", help="where --batch writes its records")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="worker processes for --batch (one core each)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar (--batch)")
 
 
@@ -56,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
             raise PronscoreError("give either AUDIO --text ... or --batch LIST.tsv, not both")
         if not args.out:
             raise PronscoreError("--batch needs --out RESULTS.jsonl")
+        if args.jobs < 1:
+            raise PronscoreError("--jobs must be >= 1")
         items = read_batch(args.batch)  # bad list file: clear error before loading the model
-        scorer = Scorer.from_pretrained(args.model)
-        return run_batch(scorer, items, Path(args.out), progress=not args.quiet)
+        scorer = Scorer.from_pretrained(args.model)  # a bad --model: one clear error, here
+        jobs = min(args.jobs, max(1, len(items)))
+        return run_batch(
+            scorer, items, Path(args.out), progress=not args.quiet, jobs=jobs, model=args.model
+        )
     if not args.audio or args.text is None:
         raise PronscoreError('give AUDIO and --text "the sentence" (or --batch LIST.tsv)')
     scorer = Scorer.from_pretrained(args.model)
@@ -168,35 +176,73 @@ def read_batch(path: str | os.PathLike) -> list[BatchItem]:
     return items
 
 
+def score_item(scorer: Any, it: BatchItem) -> dict[str, Any]:
+    """One record; a failure becomes an error record, never an exception."""
+    record: dict[str, Any] = {"line": it.line, "id": it.id or it.audio, "audio": it.audio,
+                              "text": it.text}  # fmt: skip
+    if it.error is not None:
+        return {**record, "error": it.error, "error_type": "CorpusError"}
+    try:
+        return {**record, **scorer.score(it.audio, it.text).to_dict()}
+    except PronscoreError as err:
+        return {**record, "error": str(err), "error_type": type(err).__name__}
+    except Exception as exc:  # a batch reports what it could not do and goes on
+        return {**record, "error": f"internal error: {exc}", "error_type": type(exc).__name__}
+
+
 def score_items(scorer: Any, items: list[BatchItem]) -> Iterator[dict[str, Any]]:
-    """One record per item; a failure of one item never stops the others."""
+    """One record per item, in order; a failure of one item never stops the others."""
     for it in items:
-        record: dict[str, Any] = {
-            "line": it.line,
-            "id": it.id or it.audio,
-            "audio": it.audio,
-            "text": it.text,
-        }
-        if it.error is not None:
-            yield {**record, "error": it.error, "error_type": "CorpusError"}
-            continue
-        try:
-            yield {**record, **scorer.score(it.audio, it.text).to_dict()}
-        except PronscoreError as err:
-            yield {**record, "error": str(err), "error_type": type(err).__name__}
-        except Exception as exc:  # a batch reports what it could not do and goes on
-            yield {**record, "error": f"internal error: {exc}", "error_type": type(exc).__name__}
+        yield score_item(scorer, it)
 
 
-def run_batch(scorer: Any, items: list[BatchItem], out: Path, *, progress: bool = True) -> int:
+_WORKER: dict[str, Any] = {}
+"""The scorer of a ``--jobs`` worker process (a pool initializer can leave state only here)."""
+
+
+def _init_worker(model: str) -> None:
+    from pronscore.parallel import one_thread_per_process
+    from pronscore.scorer import Scorer
+
+    one_thread_per_process()
+    _WORKER["scorer"] = Scorer.from_pretrained(model)
+
+
+def _score_in_worker(it: BatchItem) -> dict[str, Any]:
+    return score_item(_WORKER["scorer"], it)
+
+
+def score_items_parallel(model: str, items: list[BatchItem], jobs: int) -> Iterator[dict[str, Any]]:
+    """:func:`score_items` over ``jobs`` worker processes, each loading ``model`` once; records
+    come back in list order. ``spawn``: a clean process with one thread per library."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(model,)) as pool:
+        yield from pool.imap(_score_in_worker, items, chunksize=1)
+
+
+def run_batch(
+    scorer: Any,
+    items: list[BatchItem],
+    out: Path,
+    *,
+    progress: bool = True,
+    jobs: int = 1,
+    model: str | None = None,
+) -> int:
+    """Write one record per item to ``out`` (atomically). ``jobs > 1`` scores ``model`` in
+    that many processes; ``scorer`` may then be ``None``."""
     from tqdm.auto import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     errors = 0
+    if jobs > 1 and model is None:
+        raise PronscoreError("--jobs needs the model's name or folder")
+    records = score_items_parallel(model, items, jobs) if jobs > 1 else score_items(scorer, items)
     with tmp.open("w", encoding="utf-8") as f:
-        for rec in tqdm(score_items(scorer, items), total=len(items), desc="score",
-                        unit="file", disable=not progress):  # fmt: skip
+        for rec in tqdm(records, total=len(items), desc="score", unit="file",
+                        disable=not progress):  # fmt: skip
             errors += "error" in rec
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(out)

@@ -10,7 +10,7 @@ import argparse
 
 from pronscore.constants import MAX_DURATION_S
 from pronscore.errors import PronscoreError
-from pronscore.server.dispatch import usable_cores
+from pronscore.parallel import usable_cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

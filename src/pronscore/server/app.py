@@ -41,13 +41,8 @@ from fastapi.staticfiles import StaticFiles
 from pronscore import __version__
 from pronscore.constants import MAX_DURATION_S
 from pronscore.errors import ModelError, PronscoreError
-from pronscore.server.dispatch import (
-    Backend,
-    Dispatcher,
-    ProcessBackend,
-    ThreadBackend,
-    usable_cores,
-)
+from pronscore.parallel import usable_cores
+from pronscore.server.dispatch import Backend, Dispatcher, ProcessBackend, ThreadBackend
 from pronscore.server.worker import (
     MAX_TEXT_CHARS,
     Job,

@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures as cf
 import logging
 import multiprocessing
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,13 +34,6 @@ from pronscore.server.worker import Job, Reply, init_worker, run_job, score_job,
 log = logging.getLogger("pronscore.server")
 
 START_METHOD = "spawn"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity / cgroup cpusets), not the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class Backend(Protocol):

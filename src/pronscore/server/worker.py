@@ -16,11 +16,11 @@ import io
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pronscore.errors import ModelError, PronscoreError, TextError
+from pronscore.parallel import one_thread_per_process
 
 if TYPE_CHECKING:
     from pronscore.scorer import Scorer
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pronscore.server")
 
 MAX_TEXT_CHARS = 1000
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class TooLarge(Exception):
@@ -109,15 +108,10 @@ leave state only in its module; the server process never writes here."""
 
 def init_worker(model: str) -> None:
     """Process-pool initializer: one thread per library, then load ``model`` once."""
-    for var in THREAD_VARS:
-        os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    one_thread_per_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server shuts the pool down
-    from pronscore.commands.score import quiet_library_warnings
     from pronscore.scorer import Scorer
 
-    quiet_library_warnings()
     try:
         _state["scorer"] = Scorer.from_pretrained(model)
     except PronscoreError as err:
