@@ -8,7 +8,7 @@ import pandas as pd
 
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.gbt import GbtConfig, GbtHead
+from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm
 from pronscore.heads.tables import (
     PHONE_TARGET,
     UTT_TARGETS,
@@ -35,7 +35,7 @@ def _tables(
 
 
 def _fit_one(x_tr, y_tr, x_dev, y_dev, config: GbtConfig, names: list[str], categorical: list[str]):
-    import lightgbm as lgb
+    lgb = import_lightgbm()
 
     best = (-np.inf, None)
     for leaves in config.num_leaves:
