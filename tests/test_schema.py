@@ -22,3 +22,9 @@ def test_round_trip() -> None:
     assert Assessment.from_dict(d) == a
     assert d["utterance"]["completeness"] is None
     assert [p.phone for p in a.phones] == ["B", "EH1"]
+
+
+def test_heard_phone_round_trips_and_defaults_to_none() -> None:
+    p = PhoneAssessment("EH1", 0.4, 0.1, 0.2, heard="AE")
+    assert PhoneAssessment.from_dict(p.to_dict()) == p
+    assert PhoneAssessment.from_dict({"phone": "EH1"}).heard is None

@@ -19,23 +19,36 @@ def _opt_float(value: Any) -> Score:
 
 @dataclass(frozen=True)
 class PhoneAssessment:
-    """One canonical phone (ARPAbet with stress digit), its 0-2 score and optional timing (s)."""
+    """One canonical phone (ARPAbet with stress digit), its 0-2 score and optional timing (s).
+
+    ``heard``: the phone most heard over this phone's span (free phone loop, base ARPAbet) when it
+    is another phone than the canonical one; ``None`` when it is the same or unknown.
+    """
 
     phone: str
     score: Score = None
     start: float | None = None
     end: float | None = None
+    heard: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"phone": self.phone, "score": self.score, "start": self.start, "end": self.end}
+        return {
+            "phone": self.phone,
+            "score": self.score,
+            "start": self.start,
+            "end": self.end,
+            "heard": self.heard,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PhoneAssessment:
+        heard = d.get("heard")
         return cls(
             phone=str(d["phone"]),
             score=_opt_float(d.get("score")),
             start=_opt_float(d.get("start")),
             end=_opt_float(d.get("end")),
+            heard=None if heard is None else str(heard),
         )
 
 

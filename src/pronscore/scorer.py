@@ -264,6 +264,7 @@ class Scorer:
                     ph,
                     _clip(hp[i].score if i < len(hp) else None, PHONE_SCALE),
                     *(times[wi][i] if times else (None, None)),
+                    heard=hp[i].heard if i < len(hp) else None,
                 )
                 for i, ph in enumerate(p.phones)
             )

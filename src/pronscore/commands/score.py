@@ -122,6 +122,7 @@ def format_assessment(a: Assessment, *, color: bool = False, header: str | None 
     for w in a.words:
         phones = " ".join(
             f"{p.phone}:{_num(p.score, 2.0, 1, color).strip() if p.score is not None else '-'}"
+            + (f"({p.heard}?)" if p.heard else "")
             for p in w.phones
         )
         flag = " *" if w.mispronounced else ""
@@ -131,7 +132,10 @@ def format_assessment(a: Assessment, *, color: bool = False, header: str | None 
             f"  {phones}{flag}"
         )
     lines.append("")
-    lines.append("scores: utterance and word 0-10, phone 0-2 (Speechocean762); * mispronounced")
+    lines.append(
+        "scores: utterance and word 0-10, phone 0-2 (Speechocean762); * mispronounced; "
+        "(X?) sounded like X"
+    )
     return "\n".join(lines)
 
 

@@ -103,6 +103,7 @@ COLUMNS: dict[str, str] = {
     "phone": "canonical phone with stress digit",
     "base_phone": "canonical phone without stress",
     "position": "position in word: B, I, E or S (single-phone word)",
+    "heard": "phone the free phone loop chose for most of the phone's frames (null: none)",
     "start": "aligned start (s), null when the alignment failed",
     "end": "aligned end (s), null when the alignment failed",
     **UTTERANCE_PROSODY,

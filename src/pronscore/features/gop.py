@@ -67,6 +67,14 @@ def loop_frames(loop: Sequence[LoopSeg], n_frames: int) -> tuple[np.ndarray, np.
     return score, phone
 
 
+def heard_phone(loop_phone: np.ndarray) -> str | None:
+    """The speech phone the free loop chose for most of a span's frames (``None``: none)."""
+    speech = loop_phone[loop_phone >= 0]
+    if speech.size == 0:
+        return None
+    return PHONES[int(np.bincount(speech).argmax())]
+
+
 def nan_phone_features() -> dict[str, float]:
     return dict.fromkeys(PHONE_FEATURES, math.nan)
 
@@ -112,5 +120,6 @@ def phone_features(
                 "p_rel_position": i / (k - 1) if k > 1 else 0.0,
             }
             row.update(zip(LPR_COLUMNS, lpr.astype(float).tolist(), strict=True))
+            row["heard"] = heard_phone(loop_phone[s:e]) if has_loop else None
             rows.append(row)
     return rows

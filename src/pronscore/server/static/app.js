@@ -183,6 +183,12 @@ function render(a) {
       ph.append(s);
     }
     box.append(ph);
+    const heard = w.phones.filter((p) => p.heard);
+    if (heard.length) {
+      const base = (p) => p.phone.replace(/[0-9]/g, "");
+      const said = heard.map((p) => `${base(p)} sounded like ${p.heard}`).join(", ");
+      box.append(el("div", "heard", said));
+    }
     words.append(box);
   }
   result.hidden = false;
