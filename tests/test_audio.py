@@ -19,6 +19,7 @@ from pronscore.audio import (
     to_int16_bytes,
     validate_samples,
 )
+from pronscore.constants import SAMPLE_RATE
 from pronscore.errors import AudioError
 
 
@@ -155,3 +156,36 @@ def test_unusable_array_shapes_name_the_shape(shape: tuple[int, ...], reason: st
     with pytest.raises(AudioError) as err:
         array_to_mono_16k(np.zeros(shape, np.float32))
     assert err.value.field == "shape" and reason in str(err.value)
+
+
+def _tone_burst(seconds: float = 1.0, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (level * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def test_normalise_level_removes_gain_and_leaves_digital_silence_alone() -> None:
+    from pronscore.audio import frame_dbfs, normalise_level, speech_level
+
+    x = _tone_burst()
+    a, b = normalise_level(x, -20.0), normalise_level(0.01 * x, -20.0)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert speech_level(frame_dbfs(a)) == pytest.approx(-20.0, abs=0.01)
+    zeros = np.zeros(16000, np.float32)
+    assert not normalise_level(zeros, -20.0).any()
+    loud = normalise_level(np.r_[x, 0.999], -3.0)  # never lifted above the peak limit
+    assert np.abs(loud).max() <= 0.99 + 1e-6
+
+
+def test_speech_span_cuts_padding_but_not_into_speech() -> None:
+    from pronscore.audio import speech_span
+
+    x = _tone_burst()
+    padded = np.r_[np.zeros(SAMPLE_RATE, np.float32), x, np.zeros(SAMPLE_RATE, np.float32)]
+    start, end = speech_span(padded)
+    frame = 400  # edges are found to within one 25 ms analysis frame
+    assert SAMPLE_RATE - frame < start <= SAMPLE_RATE  # the margin stops at digital silence
+    assert 2 * SAMPLE_RATE <= end < 2 * SAMPLE_RATE + frame
+    quiet = np.r_[np.full(8000, 1e-3, np.float32), x, np.full(8000, 1e-3, np.float32)]
+    start, end = speech_span(quiet, margin_s=0.2)
+    assert 8000 - 3200 - frame < start <= 8000 - 3200  # 0.2 s of the room kept
+    assert 8000 + x.size + 3200 - frame <= end <= 8000 + x.size + 3200 + frame

@@ -25,6 +25,8 @@ AudioSource = str | Path | bytes | BinaryIO
 
 SILENCE_DBFS = -50.0
 """Recordings whose loudest 25 ms frame stays below this level are treated as silent."""
+DIGITAL_SILENCE_DBFS = -70.0
+"""Below this, not even quiet speech: level normalisation leaves such audio alone."""
 
 MAX_CHANNELS = 8
 """A 2-D array's shorter side (at most this) is its channels, the longer side its samples."""
@@ -203,6 +205,53 @@ def frame_dbfs(samples: np.ndarray, frame: int = 400, hop: int = 160) -> np.ndar
     idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
     rms = np.sqrt(np.mean(x[idx] ** 2, axis=1) + 1e-12)
     return (20.0 * np.log10(rms)).astype(np.float32)
+
+
+def normalise_level(
+    samples: np.ndarray, target_dbfs: float, *, max_gain_db: float = 40.0, peak: float = 0.99
+) -> np.ndarray:
+    """Scale so that the speech level (95th percentile of 25 ms frame levels) is ``target_dbfs``.
+
+    Scores must not depend on how far the learner sat from the microphone. Digital silence (no
+    frame above :data:`DIGITAL_SILENCE_DBFS`) is returned unchanged so that it still reads as
+    silent; quiet speech is lifted (a dev reading peaking at -32 dBFS, 20 dB quieter, is -52
+    dBFS), by at most ``max_gain_db``, and never above ``peak``.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    levels = frame_dbfs(x)
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if levels.max() < DIGITAL_SILENCE_DBFS or top == 0.0:
+        return x
+    gain_db = min(target_dbfs - speech_level(levels), max_gain_db)
+    gain = min(10.0 ** (gain_db / 20.0), peak / top)
+    return (x * np.float32(gain)).astype(np.float32)
+
+
+def speech_span(
+    samples: np.ndarray, *, below_db: float = 35.0, margin_s: float = 0.2
+) -> tuple[int, int]:
+    """First and one-past-last sample of the part worth scoring: from ``margin_s`` before the
+    first to ``margin_s`` after the last 25 ms frame within ``below_db`` of the speech level
+    (95th percentile of frame levels). Leading and trailing silence is not part of a reading:
+    one more second of it must not change fluency."""
+    x = np.asarray(samples, dtype=np.float32)
+    levels = frame_dbfs(x)
+    heard = np.flatnonzero(levels >= DIGITAL_SILENCE_DBFS)
+    loud = np.flatnonzero(levels >= speech_level(levels) - below_db)
+    if loud.size == 0:
+        return 0, x.size
+    hop, frame, margin = 160, 400, int(margin_s * SAMPLE_RATE)
+    # the margin never reaches into digital silence (padding): it would change the statistics
+    start = max(int(heard[0]) * hop, int(loud[0]) * hop - margin)
+    end = min(int(heard[-1]) * hop + frame, int(loud[-1]) * hop + frame + margin, x.size)
+    return start, end
+
+
+def speech_level(levels: np.ndarray) -> float:
+    """95th percentile of frame levels (dBFS), digital silence left out so that padding a
+    recording with zeros does not move it."""
+    heard = levels[levels >= DIGITAL_SILENCE_DBFS]
+    return float(np.percentile(heard if heard.size else levels, 95))
 
 
 def is_silent(samples: np.ndarray, threshold_dbfs: float = SILENCE_DBFS) -> bool:

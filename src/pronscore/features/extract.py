@@ -46,7 +46,7 @@ import numpy as np
 from pronscore.acoustic.pocketsphinx import FRAME_RATE, MODEL_PHONES, ModelConfig
 from pronscore.align.base import Alignment
 from pronscore.align.pocketsphinx import PocketsphinxAligner
-from pronscore.audio import validate_samples
+from pronscore.audio import normalise_level, speech_span, validate_samples
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS
 from pronscore.errors import CorpusError
 from pronscore.features.cache import UtteranceCache, atomic_write_bytes, atomic_write_json
@@ -127,6 +127,14 @@ class ExtractorConfig:
     min_pause: float = 0.1
     f0_floor: float = 75.0
     f0_ceiling: float = 600.0
+    level_dbfs: float | None = None
+    """Speech level the audio is scaled to before alignment and prosody
+    (:func:`~pronscore.audio.normalise_level`); ``None``: as recorded (features made before
+    this field existed)."""
+    trim_db: float | None = None
+    """Leading and trailing audio more than this many dB below the speech level is cut before
+    alignment and prosody (:func:`~pronscore.audio.speech_span`; times stay those of the
+    recording); ``None``: nothing is cut."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,10 +212,17 @@ def extract_utterance(
     words = [(str(t), tuple(p)) for t, p in words]
     sources = list(sources) if sources is not None else ["corpus"] * len(words)
     x = np.asarray(samples)
-    duration = x.shape[0] / SAMPLE_RATE if x.ndim >= 1 else 0.0
+    recording = duration = x.shape[0] / SAMPLE_RATE if x.ndim >= 1 else 0.0
+    valid = _audio_ok(x, cfg.model.max_duration)
+    offset = 0.0  # seconds cut from the start: reported times are the recording's
+    if valid is not None and cfg.level_dbfs is not None:
+        x = valid = normalise_level(valid, cfg.level_dbfs)
+    if valid is not None and cfg.trim_db is not None:
+        start, end = speech_span(valid, below_db=cfg.trim_db)
+        x = valid = valid[start:end]
+        offset, duration = start / SAMPLE_RATE, valid.size / SAMPLE_RATE
     out = extractor.aligner.run(x, words)
     al = out.alignment
-    valid = _audio_ok(x, cfg.model.max_duration)
     n = (
         al.n_frames
         if al.ok
@@ -255,8 +270,8 @@ def extract_utterance(
                 "phone": ph,
                 "base_phone": base_phone(ph),
                 "position": _position(i, len(phones)),
-                "start": ps.start * sec if ps else None,
-                "end": ps.end * sec if ps else None,
+                "start": offset + ps.start * sec if ps else None,
+                "end": offset + ps.end * sec if ps else None,
                 **(p_feats[k] if p_feats is not None else nan_phone_features()),
             }
             mine.append(row)
@@ -265,8 +280,8 @@ def extract_utterance(
         wrow = {
             "word_index": wi,
             "text": text,
-            "start": seg.start * sec if seg else None,
-            "end": seg.end * sec if seg else None,
+            "start": offset + seg.start * sec if seg else None,
+            "end": offset + seg.end * sec if seg else None,
             **(w_pros[wi] if w_pros is not None else dict.fromkeys(WORD_FEATURES, math.nan)),
             "w_gop_forced_mean": _mean(mine, "p_gop_forced"),
             "w_gop_free_mean": _mean(mine, "p_gop_free"),
@@ -294,7 +309,7 @@ def extract_utterance(
     head = {
         "status": al.status,
         "reason": al.reason,
-        "duration": duration,
+        "duration": recording,
         "n_words": len(words),
         "n_phones": k,
     }
