@@ -1,11 +1,14 @@
-"""Align every utterance with pocketsphinx and extract GOP / prosody features (resumable)."""
+"""Align every utterance with pocketsphinx and extract GOP / prosody features (resumable).
+
+Defaults: :data:`pronscore.features.extract.RECOMMENDED` (the shipped default's settings).
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from pronscore.acoustic.pocketsphinx import ModelConfig
-from pronscore.features.extract import ExtractorConfig, extract_dataset
+from pronscore.features.extract import RECOMMENDED, ExtractorConfig, extract_dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,20 +21,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit", type=int, default=None, help="at most N utterances per split (smoke runs)"
     )
+    rec = RECOMMENDED
     p.add_argument(
         "--aligner",
         choices=("pocketsphinx", "viterbi"),
-        default="pocketsphinx",
-        help="pocketsphinx two-pass state alignment (default) or the one-pass numpy Viterbi "
-        "over the same HMMs (about 2.5x faster)",
+        default=rec.model.aligner,
+        help="one decoder pass + numpy Viterbi over the model's HMMs (default; no beam "
+        "failures, ~2.5x faster) or pocketsphinx's own two-pass state alignment",
     )
     p.add_argument(
         "--topn",
         type=int,
-        default=ModelConfig.topn,
+        default=rec.model.topn,
         help="Gaussians per codebook in each senone score (fewer: faster, coarser)",
     )
+    p.add_argument(
+        "--level-dbfs",
+        type=_optional_float,
+        default=rec.level_dbfs,
+        help="scale speech to this level before scoring ('none': as recorded)",
+    )
+    p.add_argument(
+        "--trim-db",
+        type=_optional_float,
+        default=rec.trim_db,
+        help="cut leading/trailing audio this far below the speech level ('none': keep)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         jobs=max(1, args.jobs),
         limit=args.limit,
         progress=not args.quiet,
-        config=ExtractorConfig(model=ModelConfig(aligner=args.aligner, topn=args.topn)),
+        config=ExtractorConfig(
+            model=ModelConfig(aligner=args.aligner, topn=args.topn),
+            level_dbfs=args.level_dbfs,
+            trim_db=args.trim_db,
+        ),
     )
     print(f"features written to {out}")
     return 0

@@ -80,14 +80,21 @@ def train_default(
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
     from pronscore.dataset import load_split, split_references
     from pronscore.evaluation.metrics import evaluate_assessments
-    from pronscore.features.extract import extract_dataset, load_features
+    from pronscore.features.extract import RECOMMENDED, extract_dataset, load_features
     from pronscore.runs import load_predictor
     from pronscore.scorer import LEXICON_FILE, SCORER_FILE, ScorerConfig, packaged_lexicon
 
     out = Path(out_dir)
     feats = Path(features_dir) if features_dir else out.with_name(out.name + "-features")
     if features_dir is None or not (feats / "dev" / "utterances.parquet").is_file():
-        extract_dataset(dataset_dir, feats, splits=["train", "dev"], jobs=jobs, progress=progress)
+        extract_dataset(
+            dataset_dir,
+            feats,
+            splits=["train", "dev"],
+            jobs=jobs,
+            progress=progress,
+            config=RECOMMENDED,
+        )
     meta_path = feats / "meta.json"
     if not meta_path.is_file():
         raise CorpusError("not a FEATURES_DIR (no meta.json)", path=feats)

@@ -146,6 +146,12 @@ class ExtractorConfig:
         return cls(model=model, **d)
 
 
+RECOMMENDED = ExtractorConfig(model=ModelConfig(aligner="viterbi"), level_dbfs=-20.0, trim_db=35.0)
+"""The settings of the shipped default model, and the defaults of ``pronscore features`` and
+``pronscore train default``: one decoder pass + numpy Viterbi (deterministic, no beam
+failures, ~2.5x faster), level-normalised, leading/trailing silence cut."""
+
+
 class Extractor:
     """Owns the aligner (and its decoders); build one per process and reuse it."""
 
