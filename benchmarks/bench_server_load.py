@@ -11,7 +11,7 @@ DATA is a prepared dataset folder (``pronscore prepare``; its ``dev`` split is p
 as WAV), or a corpus-style folder with Kaldi ``wav.scp`` + ``text`` files (e.g. the
 Speechocean762 corpus: every n-th utterance, sorted by id; ``wav.scp`` paths relative
 to DATA), or a folder of audio files with a
-``<name>.txt`` beside each. Without DATA one utterance (see ``bench_scorer.pick_utterance``) is
+``<name>.txt`` beside each. Without DATA the example clip (examples/we_call_it_bear.wav) is
 posted over and over. Prints requests, failed requests, latency percentiles, throughput in
 utterances per second (and per core used), status codes and the peak RSS of the server and its
 workers together, and the CPU time spent per scored utterance (useful on a shared machine,
@@ -37,8 +37,7 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_scorer import pick_utterance  # noqa: E402
+EXAMPLE = (REPO / "examples/we_call_it_bear.wav", "We call it bear")
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 Utterance = tuple[str, bytes, str]  # file name, encoded audio, text
@@ -88,7 +87,7 @@ def _from_folder(path: Path, limit: int) -> list[Utterance]:
 def load_utterances(data: Path | None, limit: int) -> tuple[list[Utterance], str]:
     """The utterances to post and a one-line description of where they came from."""
     if data is None:
-        path, text = pick_utterance()
+        path, text = EXAMPLE
         return [(path.name, path.read_bytes(), text)], f"one utterance, {path.name}"
     if (data / "dataset_dict.json").is_file():
         return _from_prepared(data, limit), f"dev split of {data.name}"
