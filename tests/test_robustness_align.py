@@ -45,11 +45,15 @@ def _tone(seconds: float, sr: int = SAMPLE_RATE, channels: int = 1) -> np.ndarra
 
 def _assert_wellformed(feats, n_words: int, n_phones: int) -> None:
     assert len(feats.words) == n_words and len(feats.phones) == n_phones
-    if feats.alignment.ok:
-        assert all(math.isfinite(p["p_gop_forced"]) for p in feats.phones)
+    if feats.alignment.ok:  # omitted words (partial readings) have NaN features, no times
+        read = {w["word_index"]: bool(w["w_read"]) for w in feats.words}
+        for p in feats.phones:
+            assert math.isfinite(p["p_gop_forced"]) == read[p["word_index"]]
+            assert (p["start"] is not None) == read[p["word_index"]]
         assert feats.frames["phone_scores"].shape[1] == 39
     else:
-        assert feats.utterance["status"] == "failed" and feats.alignment.reason
+        assert feats.utterance["status"] == feats.alignment.status
+        assert feats.alignment.status in ("failed", "mismatch") and feats.alignment.reason
         assert all(p["start"] is None and math.isnan(p["p_lpp"]) for p in feats.phones)
 
 
