@@ -106,9 +106,10 @@ def _units(prons: Sequence[Sequence[str]], mdef: Mdef) -> list[_Unit]:
 
 @dataclass(frozen=True)
 class _Graph:
-    """Arcs between units: ``arcs[v]`` lists ``(u, cost)`` from the exit of unit ``u`` into
-    the entry of unit ``v`` (cost excludes ``u``'s own exit transition); ``start[v]`` and
-    ``end[u]`` are the costs of beginning in ``v`` and finishing after ``u``."""
+    """Arcs between units: ``arcs[v]`` lists ``(u, score)`` from the exit of unit ``u`` into
+    the entry of unit ``v`` (log domain, <= 0: minus the skip and insert penalties on the way;
+    ``u``'s own exit transition is added later); ``start[v]`` and ``end[u]`` score beginning
+    in ``v`` and finishing after ``u``."""
 
     arcs: dict[int, list[tuple[int, float]]]
     start: dict[int, float]
@@ -204,14 +205,14 @@ def viterbi_align(
     units = _units(prons, mdef)
     graph = _graph(units, len(prons), float(skip_penalty), float(insert_penalty))
     emit, stay, move = _model(senscr, units, mdef, tmat, float(garbage_penalty))
-    path = _search(emit, stay, move, graph, len(units))
+    path = _search(emit, stay, move, graph)
     return _segments(path, emit, stay, move, units, prons, mdef)
 
 
 def _model(senscr, units, mdef, tmat, garbage_penalty):
     """Per-state emissions ``(T, S)`` and stay / move (to the next state or out) costs."""
     garbage = [i for i, u in enumerate(units) if u.kind == FILLER]
-    senone = np.array([max(x, 0) for u in units for x in u.senones])
+    senone = np.array([max(x, 0) for u in units for x in u.senones])  # garbage: overwritten
     emit = -senscr[:, senone].astype(np.float64)
     gar_states = (3 * np.array(garbage)[:, None] + np.arange(3)).ravel()
     g = garbage_scores(senscr, mdef)
@@ -222,7 +223,7 @@ def _model(senscr, units, mdef, tmat, garbage_penalty):
     return emit, stay, move
 
 
-def _search(emit, stay, move, graph: _Graph, n_units: int) -> np.ndarray:
+def _search(emit, stay, move, graph: _Graph) -> np.ndarray:
     """Best state path ``(T,)``: stay, move to the next state of a unit, or take an arc."""
     n_t, s_n = emit.shape
     dest = np.array(sorted(graph.arcs), dtype=np.int64)  # units with incoming arcs
