@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pronscore.acoustic.pocketsphinx import ModelConfig, samples_to_raw
+from pronscore.align.viterbi import viterbi_align
 from pronscore.constants import SAMPLE_RATE
 from pronscore.dataset import load_split
 from pronscore.features.extract import Extractor, ExtractorConfig, extract_utterance
@@ -62,7 +63,8 @@ def main() -> None:
         raw = samples_to_raw(x)
         t = _cpu()
         if args.aligner == "viterbi":  # the phone loop pass is the alignment's only pass
-            model.align_one_pass(raw, [p for _, p in words])
+            senscr, _ = model.senones_and_loop(raw)
+            viterbi_align(senscr, [p for _, p in words], model.mdef)
             forced += _cpu() - t
             continue
         model.force_align(raw, [p for _, p in words])

@@ -54,7 +54,8 @@ class PhoneAssessment:
 
 @dataclass(frozen=True)
 class WordAssessment:
-    """One word: 0-10 accuracy / stress / total, its phones, and a mispronunciation flag."""
+    """One word: 0-10 accuracy / stress / total, its phones, a mispronunciation flag and
+    whether it was read (``"read"`` / ``"omitted"``; ``None`` when not known)."""
 
     text: str
     accuracy: Score = None
@@ -62,6 +63,7 @@ class WordAssessment:
     total: Score = None
     phones: tuple[PhoneAssessment, ...] = ()
     mispronounced: bool | None = None
+    status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class WordAssessment:
             "stress": self.stress,
             "total": self.total,
             "mispronounced": self.mispronounced,
+            "status": self.status,
             "phones": [p.to_dict() for p in self.phones],
         }
 
@@ -83,6 +86,7 @@ class WordAssessment:
             total=_opt_float(d.get("total")),
             phones=tuple(PhoneAssessment.from_dict(p) for p in d.get("phones") or ()),
             mispronounced=None if flag is None else bool(flag),
+            status=None if d.get("status") is None else str(d["status"]),
         )
 
 
@@ -108,14 +112,17 @@ class UtteranceScores:
 class Assessment:
     """Scores of one utterance at every level, plus why scoring was limited, if it was.
 
-    ``status`` is ``"ok"`` or ``"failed"``; ``reason`` says what went wrong (for example a
-    failed alignment on silence) so callers can show it instead of silently low scores.
+    ``status`` is ``"ok"``, ``"failed"`` or ``"mismatch"`` (speech, but none of the text);
+    ``reason`` says what went wrong (for example a failed alignment on silence) so callers can
+    show it instead of silently low scores. ``inserted`` lists the spans (start, end in s) of
+    extra speech: repeated or added words that belong to no word of the text.
     """
 
     utterance: UtteranceScores = field(default_factory=UtteranceScores)
     words: tuple[WordAssessment, ...] = ()
     status: str = "ok"
     reason: str | None = None
+    inserted: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +130,7 @@ class Assessment:
             "words": [w.to_dict() for w in self.words],
             "status": self.status,
             "reason": self.reason,
+            "inserted": [list(span) for span in self.inserted],
         }
 
     @classmethod
@@ -132,6 +140,7 @@ class Assessment:
             words=tuple(WordAssessment.from_dict(w) for w in d.get("words") or ()),
             status=str(d.get("status", "ok")),
             reason=d.get("reason"),
+            inserted=tuple((float(a), float(b)) for a, b in d.get("inserted") or ()),
         )
 
     @property

@@ -14,8 +14,11 @@ audio itself (SSL encoders) implement ``predict_utterance(samples, words) -> Ass
 
 What a bad input gives: unreadable, empty or too long audio and empty or non-English text raise
 :class:`~pronscore.errors.AudioError` / :class:`~pronscore.errors.TextError`. Speech that cannot
-be aligned to the text (silence, noise, another sentence) is a *result*: ``status="failed"``,
-the aligner's ``reason`` and zero scores everywhere, because nothing of the sentence was heard.
+be aligned to the text (silence, noise, another sentence) is a *result*: ``status="failed"``
+(or ``"mismatch"`` when the aligner heard speech but none of the text), the aligner's ``reason``
+and zero scores everywhere, because nothing of the sentence was heard. A partial reading (with
+the ``viterbi`` aligner) scores the words read; omitted words get status ``"omitted"``, zero
+scores and the mispronounced flag, and completeness is at most 10 x the share of words read.
 Words pronounced by the letter-to-sound fallback are scored but named in ``reason``.
 """
 
@@ -239,7 +242,8 @@ class Scorer:
                 samples, words, extractor=self.extractor, sources=[p.source for p in prons]
             )
         if feats.utterance["status"] != "ok":
-            return failed_assessment(prons, feats.utterance.get("reason") or "alignment failed")
+            reason = feats.utterance.get("reason") or "alignment failed"
+            return failed_assessment(prons, reason, status=feats.utterance["status"])
         hyp = self.head.predict_features(single_split(feats, UTT_ID))
         if UTT_ID not in hyp:
             raise ModelError(f"{type(self.head).__name__} returned no prediction")
@@ -255,39 +259,55 @@ class Scorer:
             **{a: _clip(getattr(hyp.utterance, a), UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
         )
         times = _phone_times(feats, len(prons))
+        read = [bool(r["w_read"]) for r in feats.words] if feats is not None else None
         words = []
         for wi, p in enumerate(prons):
             hw = hyp.words[wi] if wi < len(hyp.words) else None
-            hp = hw.phones if hw is not None else ()
-            phones = tuple(
-                PhoneAssessment(
-                    ph,
-                    _clip(hp[i].score if i < len(hp) else None, PHONE_SCALE),
-                    *(times[wi][i] if times else (None, None)),
-                    heard=hp[i].heard if i < len(hp) else None,
-                )
-                for i, ph in enumerate(p.phones)
-            )
-            acc = _clip(hw.accuracy if hw else None, WORD_SCALE)
-            flag = hw.mispronounced if hw is not None else None
-            if flag is None:
-                flag = self._mispronounced(acc, phones)
-            words.append(
-                WordAssessment(
-                    text=p.word,
-                    accuracy=acc,
-                    stress=_clip(hw.stress if hw else None, WORD_SCALE),
-                    total=_clip(hw.total if hw else None, WORD_SCALE),
-                    phones=phones,
-                    mispronounced=flag,
-                )
-            )
+            word = self._word(p, hw, times[wi] if times else None)
+            if read is not None:
+                word = replace(word, status="read") if read[wi] else _omitted(word)
+            words.append(word)
+        if read:
+            utt = replace(utt, completeness=_cap(utt.completeness, UTTERANCE_SCALE, read))
         guessed = [p.word for p in prons if p.source == "fallback"]
         reason = hyp.reason
         if guessed:
             note = "pronunciation guessed (not in any lexicon) for: " + ", ".join(guessed)
             reason = f"{reason}; {note}" if reason else note
-        return Assessment(utterance=utt, words=tuple(words), status="ok", reason=reason)
+        inserted = _inserted(feats)
+        return Assessment(
+            utterance=utt, words=tuple(words), status="ok", reason=reason, inserted=inserted
+        )
+
+    def _word(
+        self,
+        p: Pronunciation,
+        hw: WordAssessment | None,
+        times: list[tuple[float | None, float | None]] | None,
+    ) -> WordAssessment:
+        """One word of the text with the head's scores (clipped) and the aligned times."""
+        hp = hw.phones if hw is not None else ()
+        phones = tuple(
+            PhoneAssessment(
+                ph,
+                _clip(hp[i].score if i < len(hp) else None, PHONE_SCALE),
+                *(times[i] if times else (None, None)),
+                heard=hp[i].heard if i < len(hp) else None,
+            )
+            for i, ph in enumerate(p.phones)
+        )
+        acc = _clip(hw.accuracy if hw else None, WORD_SCALE)
+        flag = hw.mispronounced if hw is not None else None
+        if flag is None:
+            flag = self._mispronounced(acc, phones)
+        return WordAssessment(
+            text=p.word,
+            accuracy=acc,
+            stress=_clip(hw.stress if hw else None, WORD_SCALE),
+            total=_clip(hw.total if hw else None, WORD_SCALE),
+            phones=phones,
+            mispronounced=flag,
+        )
 
     def _mispronounced(self, accuracy: float | None, phones: tuple[PhoneAssessment, ...]) -> bool:
         scores = [p.score for p in phones if p.score is not None]
@@ -307,6 +327,34 @@ def _clip(value: float | None, top: float) -> float | None:
     return round(min(max(float(value), 0.0), top), 3)
 
 
+def _omitted(word: WordAssessment) -> WordAssessment:
+    """A word the learner did not read: nothing of it was said, so it scores 0."""
+    return replace(
+        word,
+        accuracy=0.0,
+        stress=0.0,
+        total=0.0,
+        phones=tuple(replace(p, score=0.0) for p in word.phones),
+        mispronounced=True,
+        status="omitted",
+    )
+
+
+def _cap(completeness: float | None, top: float, read: list[bool]) -> float:
+    """Completeness is at most the share of words read, on the utterance scale."""
+    most = round(top * sum(read) / len(read), 3)
+    return most if completeness is None else min(completeness, most)
+
+
+def _inserted(feats: UtteranceFeatures | None) -> tuple[tuple[float, float], ...]:
+    if feats is None:
+        return ()
+    al, t0 = feats.alignment, feats.offset
+    return tuple(
+        (round(t0 + al.seconds(a), 3), round(t0 + al.seconds(b), 3)) for a, b in al.inserted
+    )
+
+
 def _phone_times(
     feats: UtteranceFeatures | None, n_words: int
 ) -> list[list[tuple[float | None, float | None]]] | None:
@@ -321,7 +369,9 @@ def _phone_times(
     return out
 
 
-def failed_assessment(prons: list[Pronunciation], reason: str) -> Assessment:
+def failed_assessment(
+    prons: list[Pronunciation], reason: str, *, status: str = "failed"
+) -> Assessment:
     """Zero scores with the reason: nothing of the sentence could be found in the audio."""
     words = tuple(
         WordAssessment(
@@ -335,7 +385,7 @@ def failed_assessment(prons: list[Pronunciation], reason: str) -> Assessment:
         for p in prons
     )
     utt = UtteranceScores(**dict.fromkeys(UTTERANCE_ASPECTS, 0.0))
-    return Assessment(utterance=utt, words=words, status="failed", reason=reason)
+    return Assessment(utterance=utt, words=words, status=status, reason=reason)
 
 
 class _MemorySplit(SplitFeatures):

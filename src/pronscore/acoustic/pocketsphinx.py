@@ -11,8 +11,10 @@ decoded before):
   because pocketsphinx shares beams between the searches of one decoder.
 
 ``ModelConfig.aligner = "viterbi"`` is a faster mode (RTF ~0.05 instead of ~0.14): a single
-phone-loop pass logs the senone scores, and :func:`viterbi_align` forced-aligns in numpy with the
-model's own triphone senones and transition matrices (optional silences between words). On real
+phone-loop pass logs the senone scores (:meth:`PocketsphinxModel.senones_and_loop`), and
+:func:`pronscore.align.viterbi.viterbi_align` forced-aligns in numpy with the model's own
+triphone senones and transition matrices (optional silences between words; words may be
+skipped and extra speech is absorbed by a garbage unit). On real
 speech its phone boundaries match pocketsphinx's within a few frames; the senone scores differ
 slightly (mean 3 units) because the front end of a fresh decoder starts from other noise and CMN
 estimates than the alignment decoder's second pass.
@@ -223,7 +225,15 @@ class ModelConfig:
     aligner: str = "pocketsphinx"
     """"pocketsphinx": its two-pass state alignment (3 decoder passes with the phone loop);
     "viterbi": one phone-loop pass for senone scores, then a numpy Viterbi over the same
-    triphone HMMs (about 3x faster; boundaries agree within a few frames)."""
+    triphone HMMs (about 3x faster; boundaries agree within a few frames) that also tolerates
+    skipped, repeated and extra words."""
+    skip_penalty: float = 300.0
+    """"viterbi" only: cost of omitting one word (pocketsphinx score units, ~0.1 nats each)."""
+    garbage_penalty: float = 60.0
+    """"viterbi" only: per-frame cost of extra speech (garbage) against the best
+    context-independent speech senone of the frame (score units)."""
+    insert_penalty: float = 600.0
+    """"viterbi" only: cost of entering a span of extra speech (score units)."""
 
 
 def word_name(phones: Sequence[str]) -> str:
@@ -356,21 +366,17 @@ class PocketsphinxModel:
             raise AlignmentFailed("no alignment path: the text does not fit the audio")
         return ForcedResult(_fix_first_state(words, senscr), senscr)
 
-    def align_one_pass(
-        self, raw: bytes, prons: Sequence[Sequence[str]]
-    ) -> tuple[ForcedResult, tuple[LoopSeg, ...]]:
-        """One decoder pass (the phone loop, logging all senone scores), then
-        :func:`viterbi_align` on those scores: the fast alternative to :meth:`force_align`."""
-        if not prons or any(not p for p in prons):
-            raise AlignmentFailed("nothing to align (empty pronunciation)")
+    def senones_and_loop(self, raw: bytes) -> tuple[np.ndarray, tuple[LoopSeg, ...]]:
+        """One decoder pass (the phone loop, logging all senone scores): what
+        :func:`pronscore.align.viterbi.viterbi_align` needs, the fast alternative to
+        :meth:`force_align`."""
         for f in self._senlog.iterdir():
             f.unlink()
         loop = self.phone_loop(raw, senlog=True)
         logs = sorted(self._senlog.iterdir())
         if not logs:
             raise AlignmentFailed("pocketsphinx wrote no senone scores")
-        senscr = read_senlog(logs[-1], self.mdef.n_sen)
-        return ForcedResult(viterbi_align(senscr, prons, self.mdef), senscr), loop
+        return read_senlog(logs[-1], self.mdef.n_sen), loop
 
     def phone_loop(self, raw: bytes, *, senlog: bool = False) -> tuple[LoopSeg, ...]:
         """Free phone recognition (uniform phone loop); segments in time order."""
@@ -447,126 +453,3 @@ def samples_to_raw(samples: np.ndarray) -> bytes:
 def n_frames(samples: np.ndarray) -> int:
     """Frames pocketsphinx makes of ``samples`` (10 ms shift), for failed results."""
     return int(len(samples) * FRAME_RATE // SAMPLE_RATE)
-
-
-# ------------------------------------------------------------- numpy Viterbi (one-pass mode)
-
-
-@dataclass(frozen=True)
-class _Unit:
-    ci: int  # CI phone id (mdef order)
-    senones: tuple[int, int, int]
-    tmat: int
-    word: int  # word index, -1 for an optional silence
-    optional: bool
-
-
-def _units(prons: Sequence[Sequence[str]], mdef: Mdef) -> list[_Unit]:
-    """Triphone HMMs of the words with optional silences before, between and after them."""
-    sil = mdef.ciphones.index("SIL")
-    ids = [[mdef.ciphones.index(base_phone(p)) for p in word] for word in prons]
-    flat = [(wi, i, c) for wi, word in enumerate(ids) for i, c in enumerate(word)]
-
-    def silence() -> _Unit:
-        return _Unit(sil, tuple(mdef.phone_senones[sil]), int(mdef.phone_tmat[sil]), -1, True)
-
-    units = [silence()]
-    for k, (wi, i, c) in enumerate(flat):
-        n = len(ids[wi])
-        left = flat[k - 1][2] if k else sil
-        right = flat[k + 1][2] if k + 1 < len(flat) else sil
-        wpos = WPOS_INTERNAL
-        if n == 1:
-            wpos = WPOS_SINGLE
-        elif i in (0, n - 1):
-            wpos = WPOS_BEGIN if i == 0 else WPOS_END
-        pid = mdef.phone_id(c, left, right, wpos)
-        units.append(_Unit(c, tuple(mdef.phone_senones[pid]), int(mdef.phone_tmat[pid]), wi, False))
-        if i == n - 1:
-            units.append(silence())
-    return units
-
-
-def viterbi_align(
-    senscr: np.ndarray,
-    prons: Sequence[Sequence[str]],
-    mdef: Mdef | None = None,
-    tmat: np.ndarray | None = None,
-) -> tuple[WordSeg, ...]:
-    """Forced alignment of ``prons`` on per-frame senone scores (``T x n_sen`` int16).
-
-    A left-to-right chain of 3-state triphone HMMs (senones and transitions of the model) with
-    optional silences; scores in pocketsphinx units like :meth:`PocketsphinxModel.force_align`.
-    Raises :class:`AlignmentFailed` when the audio has fewer frames than required states.
-    """
-    mdef = mdef or default_mdef()
-    tmat = default_tmat() if tmat is None else tmat
-    units = _units(prons, mdef)
-    n_t = senscr.shape[0]
-    if n_t < 3 * sum(not u.optional for u in units):
-        raise AlignmentFailed(f"audio too short ({n_t} frames) for the phones")
-    s_n = 3 * len(units)
-    senone = np.array([x for u in units for x in u.senones])
-    tm = np.stack([tmat[u.tmat] for u in units])  # (U, 3, 4)
-    stay = tm[:, [0, 1, 2], [0, 1, 2]].ravel()
-    move = tm[:, [0, 1, 2], [1, 2, 3]].ravel()  # to the next state; state 2 -> next unit
-    opt = np.array([u.optional for u in units])
-    entry = np.arange(0, s_n, 3)
-    # skip arcs: the exit of unit u-2 into unit u when unit u-1 is an optional silence
-    skip_to = entry[2:][opt[1:-1]]
-    skip_from = skip_to - 4
-    emit = -senscr[:, senone].astype(np.float64)  # (T, S)
-    neg = -np.inf
-    delta = np.full(s_n, neg)
-    delta[0] = emit[0, 0]
-    if opt[0]:
-        delta[3] = emit[0, 3]
-    back = np.zeros((n_t, s_n), dtype=np.int8)  # 0 stay, 1 from s-1, 2 skip
-    for t in range(1, n_t):
-        a = delta + stay
-        b = np.full(s_n, neg)
-        b[1:] = delta[:-1] + move[:-1]
-        c = np.full(s_n, neg)
-        c[skip_to] = delta[skip_from] + move[skip_from]
-        best = np.maximum(a, np.maximum(b, c))
-        back[t] = np.where(best == a, 0, np.where(best == b, 1, 2))
-        delta = best + emit[t]
-    finals = [s_n - 1] + ([s_n - 4] if opt[-1] else [])
-    s = max(finals, key=lambda f: delta[f])
-    if not np.isfinite(delta[s]):
-        raise AlignmentFailed("no alignment path: the text does not fit the audio")
-    path = np.empty(n_t, dtype=np.int64)
-    for t in range(n_t - 1, -1, -1):
-        path[t] = s
-        s = s if back[t, s] == 0 else s - 1 if back[t, s] == 1 else s - 4
-    return _segments(path, emit, stay, move, units, prons, mdef)
-
-
-def _segments(path, emit, stay, move, units, prons, mdef) -> tuple[WordSeg, ...]:
-    """Cut the state path into states, phones and words (scores: emissions + transitions)."""
-    n_t = path.size
-    gain = emit[np.arange(n_t), path]
-    gain[1:] += np.where(path[1:] == path[:-1], stay[path[:-1]], move[path[:-1]])
-    cuts = np.flatnonzero(np.r_[True, path[1:] != path[:-1]])
-    ends = np.r_[cuts[1:], n_t]
-    states: dict[int, list[StateSeg]] = {}
-    for a, b in zip(cuts.tolist(), ends.tolist(), strict=True):
-        u = int(path[a]) // 3
-        sen = units[u].senones[int(path[a]) % 3]
-        states.setdefault(u, []).append(StateSeg(int(sen), a, b, round(gain[a:b].sum())))
-    words: list[WordSeg] = []
-    current: list[PhoneSeg] = []
-    for u in sorted(states):
-        st = tuple(states[u])
-        unit = units[u]
-        score = sum(x.score for x in st)
-        phone = PhoneSeg(mdef.ciphones[unit.ci], st[0].start, st[-1].end, score, st)
-        if unit.word < 0:
-            words.append(WordSeg("<sil>", phone.start, phone.end, (phone,)))
-            continue
-        current.append(phone)
-        if len(current) == len(prons[unit.word]):
-            name = word_name(prons[unit.word])
-            words.append(WordSeg(name, current[0].start, current[-1].end, tuple(current)))
-            current = []
-    return tuple(words)

@@ -5,6 +5,11 @@
 does not fit) is a failed *result* with a reason, never an exception. ``run`` additionally keeps
 what the feature builders need: per-frame phone scores and the free phone loop.
 
+With ``ModelConfig.aligner == "viterbi"`` the alignment tolerates partial readings
+(:mod:`pronscore.align.viterbi`): skipped words come back ``"omitted"``, extra speech as
+``Alignment.inserted`` spans, and a reading in which (almost) none of the text was heard as
+``status == "mismatch"``.
+
 Phone segment scores are in nats (log-likelihood relative to the best senone of each frame,
 transition probabilities included), summed over the segment's frames.
 """
@@ -28,6 +33,12 @@ from pronscore.acoustic.pocketsphinx import (
     samples_to_raw,
 )
 from pronscore.align.base import Alignment, PhoneSegment, WordSegment
+from pronscore.align.viterbi import (
+    GARBAGE,
+    coverage_problem,
+    speech_in_silences,
+    viterbi_align,
+)
 from pronscore.audio import frame_dbfs, validate_samples
 from pronscore.errors import AlignmentFailed, AudioError
 from pronscore.text import Pronunciation
@@ -121,7 +132,7 @@ class PocketsphinxAligner:
         prons = [p for _, p in words]
         try:
             if self.config.aligner == "viterbi":  # one decoder pass; the loop comes for free
-                forced, loop = self.model.align_one_pass(raw, prons)
+                forced, loop = self._viterbi(raw, prons, frame_dbfs(x))
                 loop = loop if use_loop else ()
             else:
                 forced = self.model.force_align(raw, prons)
@@ -130,11 +141,38 @@ class PocketsphinxAligner:
             return failed(err.reason)
         return _build(words, forced, loop)
 
+    def _viterbi(
+        self, raw: bytes, prons: list[tuple[str, ...]], dbfs: np.ndarray
+    ) -> tuple[ForcedResult, tuple[LoopSeg, ...]]:
+        senscr, loop = self.model.senones_and_loop(raw)
+        cfg = self.config
+        segs = viterbi_align(
+            senscr,
+            prons,
+            self.model.mdef,
+            skip_penalty=cfg.skip_penalty,
+            garbage_penalty=cfg.garbage_penalty,
+            insert_penalty=cfg.insert_penalty,
+        )
+        segs = speech_in_silences(segs, senscr, dbfs, self.model.mdef)
+        return ForcedResult(segs, senscr), loop
+
+
+def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple(out)
+
 
 def _build(words: list[WordPron], forced: ForcedResult, loop: tuple[LoopSeg, ...]) -> AlignerOutput:
     """Map pocketsphinx's pseudo-words back onto the canonical words (same order, 1:1)."""
     spoken = [w for w in forced.words if not w.is_filler]
-    fillers = tuple((w.start, w.end) for w in forced.words if w.is_filler)
+    fillers = tuple((w.start, w.end) for w in forced.words if w.is_filler and w.name != GARBAGE)
+    inserted = _merged([(w.start, w.end) for w in forced.words if w.name == GARBAGE])
     n = forced.senscr.shape[0]
     if len(spoken) != len(words):
         return AlignerOutput(
@@ -158,6 +196,16 @@ def _build(words: list[WordPron], forced: ForcedResult, loop: tuple[LoopSeg, ...
             )
             for ph, ps, pos in zip(phones, seg.phones, _positions(len(phones)), strict=True)
         )
-        out.append(WordSegment(text, psegs[0].start, psegs[-1].end, psegs))
-    alignment = Alignment(words=tuple(out), n_frames=n, frame_rate=FRAME_RATE)
+        status = "read" if seg.end > seg.start else "omitted"
+        out.append(WordSegment(text, psegs[0].start, psegs[-1].end, psegs, status))
+    read = [w for w in out if w.read]
+    problem = coverage_problem(
+        len(out),
+        len(read),
+        sum(w.end - w.start for w in read),
+        sum(b - a for a, b in inserted),
+    )
+    if problem is not None:
+        return AlignerOutput(Alignment.failed(problem, n, FRAME_RATE, status="mismatch"), None)
+    alignment = Alignment(words=tuple(out), n_frames=n, frame_rate=FRAME_RATE, inserted=inserted)
     return AlignerOutput(alignment, phone_frame_scores(forced.senscr), loop, fillers)

@@ -27,7 +27,8 @@ FEATURES_DIR layout (version 1)::
 over the same HMMs, see :mod:`pronscore.acoustic.pocketsphinx`). Scores are in nats.
 
 A failed alignment keeps its words/phones rows, with NaN features and null start/end, so a
-downstream model can still predict (low) scores for it.
+downstream model can still predict (low) scores for it. So do the words of a partial reading
+that the aligner marked omitted (``w_read`` 0); prosody is computed over the read words only.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import math
 import multiprocessing as mp
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ UTTERANCE_GOP: dict[str, str] = {
     "u_loop_match_mean": "mean p_loop_match over phones",
     "u_n_fallback_words": "words pronounced by the letter-to-sound fallback",
     "u_aligned": "1 when the alignment succeeded, else 0",
+    "u_read_share": "share of the text's words read (0 when the alignment failed)",
 }
 WORD_GOP: dict[str, str] = {
     "w_gop_forced_mean": "mean p_gop_forced over the word's phones",
@@ -85,11 +87,12 @@ WORD_GOP: dict[str, str] = {
     "w_lpp_mean": "mean p_lpp over the word's phones",
     "w_lpp_min": "lowest p_lpp in the word",
     "w_fallback": "1 when the word's phones came from the letter-to-sound fallback",
+    "w_read": "1 when the word was read, 0 when omitted or the alignment failed",
 }
 
 COLUMNS: dict[str, str] = {
     "id": "utterance id",
-    "status": '"ok" or "failed" (alignment)',
+    "status": '"ok", "failed" or "mismatch" (alignment)',
     "reason": "why the alignment failed (null when ok)",
     "duration": "recording duration (s)",
     "n_words": "words in the transcript",
@@ -168,7 +171,8 @@ class UtteranceFeatures:
     words: tuple[dict[str, Any], ...]
     phones: tuple[dict[str, Any], ...]
     frames: dict[str, np.ndarray]
-    alignment: Alignment
+    alignment: Alignment  # frames count from ``offset``
+    offset: float = 0.0  # seconds cut from the recording's start (``trim_db``)
 
 
 @dataclass(frozen=True)
@@ -240,15 +244,20 @@ def extract_utterance(
         tracks = prosody_tracks(
             valid, n, frame_rate=FRAME_RATE, f0_floor=cfg.f0_floor, f0_ceiling=cfg.f0_ceiling
         )
+    read_al = replace(al, words=al.read_words)  # omitted words have no frames
     if tracks is not None:
-        utt = utterance_prosody(al, tracks, duration, min_pause=cfg.min_pause)
+        utt = utterance_prosody(read_al, tracks, duration, min_pause=cfg.min_pause)
     else:
         utt = {**dict.fromkeys(UTTERANCE_PROSODY, math.nan), "u_duration": duration}
 
     if al.ok and out.phone_scores is not None:
         logpost = log_posteriors(out.phone_scores, cfg.posterior_scale)
-        p_feats = phone_features(al, logpost, out.loop)
-        w_pros = word_prosody(al, tracks) if tracks is not None else None
+        p_rows = phone_features(read_al, logpost, out.loop)
+        p_feats = _spread(al, p_rows, nan_phone_features(), per_phone=True)
+        w_pros = None
+        if tracks is not None:
+            w_blank = dict.fromkeys(WORD_FEATURES, math.nan)
+            w_pros = _spread(al, word_prosody(read_al, tracks), w_blank)
         frames = {
             "phone_scores": logpost[:, :N_SPEECH].copy(),
             "nonspeech_scores": logpost[:, N_SPEECH:].copy(),
@@ -266,7 +275,7 @@ def extract_utterance(
     word_rows: list[dict[str, Any]] = []
     k = 0
     for wi, (text, phones) in enumerate(words):
-        seg = al.words[wi] if al.ok else None
+        seg = al.words[wi] if al.ok and al.words[wi].read else None
         mine = []
         for i, ph in enumerate(phones):
             ps = seg.phones[i] if seg is not None else None
@@ -294,6 +303,7 @@ def extract_utterance(
             "w_lpp_mean": _mean(mine, "p_lpp"),
             "w_lpp_min": min((r["p_lpp"] for r in mine), default=math.nan),
             "w_fallback": float(sources[wi] == "fallback"),
+            "w_read": float(seg is not None),
         }
         word_rows.append(wrow)
 
@@ -310,6 +320,7 @@ def extract_utterance(
             "u_loop_match_mean": _mean(phone_rows, "p_loop_match"),
             "u_n_fallback_words": float(sum(s == "fallback" for s in sources)),
             "u_aligned": float(al.ok),
+            "u_read_share": len(al.read_words) / len(words) if al.ok and words else 0.0,
         }
     )
     head = {
@@ -319,7 +330,22 @@ def extract_utterance(
         "n_words": len(words),
         "n_phones": k,
     }
-    return UtteranceFeatures({**head, **utt}, tuple(word_rows), tuple(phone_rows), frames, al)
+    return UtteranceFeatures(
+        {**head, **utt}, tuple(word_rows), tuple(phone_rows), frames, al, offset
+    )
+
+
+def _spread(
+    al: Alignment, rows: list[dict[str, Any]], blank: dict[str, float], *, per_phone: bool = False
+) -> list[dict[str, Any]]:
+    """Rows computed over the read words (or their phones) back onto every word (phone) of
+    the text; the omitted ones get ``blank`` (NaN features)."""
+    it = iter(rows)
+    out = []
+    for w in al.words:
+        for _ in w.phones if per_phone else (w,):
+            out.append(next(it) if w.read else dict(blank))
+    return out
 
 
 # ---------------------------------------------------------------- whole datasets
