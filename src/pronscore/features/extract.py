@@ -1,6 +1,6 @@
 """Alignment + features for one utterance, and for a whole prepared dataset (``FEATURES_DIR``).
 
-FEATURES_DIR layout (version 1)::
+FEATURES_DIR layout (version 2)::
 
     meta.json                      {"version", "extractor": config, "frame_rate": 100,
                                     "columns": {name: description}}
@@ -67,7 +67,7 @@ from pronscore.features.prosody import (
 )
 from pronscore.text import base_phone
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: coverage arcs in the Viterbi aligner, w_read, heard, level, trim
 
 UTTERANCE_GOP: dict[str, str] = {
     "u_gop_forced_mean": "mean p_gop_forced over phones",
