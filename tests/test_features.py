@@ -175,7 +175,7 @@ def test_extract_dataset_writes_the_contract_and_resumes(corpus_dir, tmp_path):
     dataset = _tiny_dataset(corpus_dir, tmp_path / "ds")
     out = extract_dataset(dataset, tmp_path / "feats", progress=False)
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["version"] == 1 and meta["frame_rate"] == 100
+    assert meta["version"] == 2 and meta["frame_rate"] == 100
     assert meta["extractor"] == ExtractorConfig().to_dict()
     f = load_features(out, "dev")
     u, w, p = f.utterances, f.words, f.phones
