@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from pronscore.cli import main
-from pronscore.constants import UTTERANCE_ASPECTS
 from pronscore.errors import ModelError
 from pronscore.heads.blstm import BlstmConfig, BlstmHead
 from pronscore.heads.gbt import GbtConfig, GbtHead
@@ -121,6 +120,10 @@ def test_blstm_padding_does_not_leak(splits) -> None:
 
 
 def _write_features(root: Path, splits: dict) -> Path:
+    from pronscore.features.extract import RECOMMENDED
+
+    root.mkdir(parents=True)
+    (root / "meta.json").write_text(json.dumps({"version": 2, "extractor": RECOMMENDED.to_dict()}))
     for name, split in splits.items():
         (root / name).mkdir(parents=True)
         split.utterances.to_parquet(root / name / "utterances.parquet")
@@ -129,36 +132,7 @@ def _write_features(root: Path, splits: dict) -> Path:
     return root
 
 
-def _write_dataset(root: Path, splits: dict) -> Path:
-    """A prepared DatasetDict whose rows carry the synthetic splits' labels (no audio)."""
-    from datasets import Dataset, DatasetDict
-
-    from pronscore.dataset import dataset_features
-
-    built = {}
-    for name, sp in splits.items():
-        rows = []
-        for u in sp.utterances.itertuples(index=False):
-            words = []
-            for w in sp.words[sp.words.id == u.id].itertuples(index=False):
-                ph = sp.phones[(sp.phones.id == u.id) & (sp.phones.word_index == w.word_index)]
-                acc = ph["y_score"].tolist()
-                words.append({
-                    "text": w.text, "accuracy": w.y_accuracy, "stress": w.y_stress,
-                    "total": w.y_total, "phones": ph["phone"].tolist(),
-                    "phones_accuracy": None if any(pd.isna(acc)) else acc,
-                })  # fmt: skip
-            rows.append({
-                "id": u.id, "speaker": u.speaker, "age": u.age, "gender": u.gender,
-                "text": " ".join(w["text"] for w in words), "audio": [], "duration": 2.0,
-                **{a: getattr(u, f"y_{a}") for a in UTTERANCE_ASPECTS}, "words": words,
-            })  # fmt: skip
-        built[name] = Dataset.from_list(rows, features=dataset_features())
-    DatasetDict(built).save_to_disk(str(root))
-    return root
-
-
-def test_cli_train_gbt_then_evaluate(splits, tmp_path: Path, capsys) -> None:
+def test_cli_train_gbt_writes_a_servable_run(splits, tmp_path: Path, capsys) -> None:
     train, dev = splits
     feats = _write_features(tmp_path / "feats", {"train": train, "dev": dev})
     run = tmp_path / "run"
@@ -172,16 +146,10 @@ def test_cli_train_gbt_then_evaluate(splits, tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in run.glob("*.txt"))[0] == "phone__y_score.txt"
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["utterance"]["total"]["pcc"] > 0.5 and trained["n_utterances"] == 50
-    # `pronscore evaluate` reuses the training features (ids match) and agrees with metrics.json
-    data = _write_dataset(tmp_path / "data", {"dev": dev})
-    assert main(["evaluate", str(run), "--data", str(data), "--json", "--bootstrap", "50"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
-    for level, aspect in (("utterance", "total"), ("word", "accuracy")):
-        assert evaluated[level][aspect]["pcc"] == pytest.approx(trained[level][aspect]["pcc"])
-    # the dataset drops every phone label of a word with one unknown phone, hence ~
-    assert evaluated["phone"]["accuracy"]["pcc"] == pytest.approx(
-        trained["phone"]["accuracy"]["pcc"], abs=0.02
-    )
+    # the run scores recordings with the extractor settings its features were made with
+    scorer = json.loads((run / "scorer.json").read_text())
+    meta = json.loads((feats / "meta.json").read_text())
+    assert scorer["extractor"] == meta["extractor"]
     assert not (run / "features-cache").exists()
 
 
@@ -192,7 +160,12 @@ def test_cli_train_blstm(splits, tmp_path: Path, capsys) -> None:
     argv = ["train", "gop-blstm", "--features", str(feats), "--out", str(run), "--threads", "1"]
     assert main([*argv, "--epochs", "2", "--bootstrap", "20"]) == 0
     assert "phone     accuracy" in capsys.readouterr().out
-    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.json", "model.safetensors"}
+    assert {p.name for p in run.iterdir()} == {
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "scorer.json",
+    }
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "gop-blstm" and len(config["mean"]) == len(config["columns"])
     assert not list(tmp_path.glob(".run.*"))  # the temp folder was renamed, nothing left over

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -102,10 +103,27 @@ class ScorerConfig:
         return cls(extractor=ex, **{k: v for k, v in d.items() if k in known})
 
 
+def features_scorer_config(features_dir: str | os.PathLike) -> ScorerConfig | None:
+    """A scorer that extracts features the way ``FEATURES_DIR/meta.json`` says they were made
+    (a head must see features made like its training features); ``None`` without meta.json."""
+    path = Path(features_dir) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        return ScorerConfig(extractor=ExtractorConfig.from_dict(meta.get("extractor") or {}))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ModelError(f"invalid features meta ({exc})", path=path) from exc
+
+
 def read_scorer_config(model_dir: Path) -> ScorerConfig:
+    """``scorer.json``; for a RUN_DIR without one, the settings of the features it was trained
+    on (``config.json["features_dir"]``), else the defaults."""
     path = model_dir / SCORER_FILE
     if not path.is_file():
-        return ScorerConfig()
+        features_dir = read_run_config(model_dir).get("features_dir")
+        found = features_scorer_config(features_dir) if features_dir else None
+        return found or ScorerConfig()
     try:
         return ScorerConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
@@ -225,14 +243,16 @@ class Scorer:
         *,
         sample_rate: int | None = None,
         max_duration: float | None = None,
+        pronunciations: Sequence[Pronunciation] | None = None,
     ) -> Assessment:
         """Score ``audio`` (path, bytes, binary file or samples) read as ``text``.
 
         A NumPy array is taken as 16 kHz unless ``sample_rate`` says otherwise; integer PCM is
         rescaled to [-1, 1] and (samples, channels) or (channels, samples) arrays are downmixed
-        (see :func:`pronscore.audio.array_to_mono_16k`).
+        (see :func:`pronscore.audio.array_to_mono_16k`). ``pronunciations`` (one per word of
+        ``text``) replace the lexicon's: evaluation scores a corpus with its annotated phones.
         """
-        prons = self.pronounce(text)
+        prons = list(pronunciations) if pronunciations is not None else self.pronounce(text)
         samples = self.load(audio, sample_rate=sample_rate, max_duration=max_duration)
         words = [(p.word, tuple(p.phones)) for p in prons]
         with self._lock:

@@ -13,22 +13,45 @@ from pronscore.runs import load_predictor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a trained RUN_DIR (any kind)")
+    p.add_argument("run_dir", help="a shipped model name ('default') or a trained RUN_DIR")
     p.add_argument("--data", required=True, help="DATASET_DIR written by `pronscore prepare`")
     p.add_argument("--split", default="dev", help="split to score (dev, test, ...)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON")
     p.add_argument("--out", help="also write the metrics JSON to this file")
     p.add_argument("--predictions", help="write predictions as JSON lines (id + assessment)")
     p.add_argument("--plots", help="write prediction-vs-human scatter PNGs into this folder")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes for feature extraction")
+    p.add_argument("--jobs", type=int, default=1, help="scoring processes (one core each)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP, help="bootstrap resamples")
+
+
+def predict(model: str, data: str, split: str, *, jobs: int, progress: bool) -> tuple[dict, str]:
+    """Assessments of every utterance and how they were made: through the Scorer (the path
+    users run) wherever it can load the model, else the run kind's own split predictor."""
+    from pronscore.errors import ModelError
+    from pronscore.evaluation.scoring import score_split
+    from pronscore.scorer import Scorer
+
+    try:
+        scorer = Scorer.from_pretrained(model)
+    except ModelError as err:
+        if "cannot score single recordings" not in err.reason:
+            raise
+        print(f"evaluate: {err.reason}; using its split predictor", file=sys.stderr)
+        return load_predictor(model).predict_split(data, split, jobs=jobs), "split predictor"
+    hyps = score_split(model, data, split, jobs=jobs, scorer=scorer, progress=progress)
+    return hyps, "scorer"
 
 
 def run(args: argparse.Namespace) -> int:
     refs, meta = split_references(load_split(args.data, args.split))
-    hyps = load_predictor(args.run_dir).predict_split(args.data, args.split, jobs=args.jobs)
+    hyps, path = predict(
+        args.run_dir, args.data, args.split, jobs=max(1, args.jobs), progress=not args.quiet
+    )
     metrics = evaluate_assessments(refs, hyps, meta, n_boot=args.bootstrap)
-    metrics["run"] = str(Path(args.run_dir).resolve())
+    name = args.run_dir
+    metrics["run"] = name if not Path(name).is_dir() else str(Path(name).resolve())
+    metrics["scored_by"] = path
     metrics["split"] = args.split
     text = json.dumps(metrics, indent=2)
     if args.out:

@@ -200,31 +200,6 @@ def score_items(scorer: Any, items: list[BatchItem]) -> Iterator[dict[str, Any]]
         yield score_item(scorer, it)
 
 
-_WORKER: dict[str, Any] = {}
-"""The scorer of a ``--jobs`` worker process (a pool initializer can leave state only here)."""
-
-
-def _init_worker(model: str) -> None:
-    from pronscore.parallel import one_thread_per_process
-    from pronscore.scorer import Scorer
-
-    one_thread_per_process()
-    _WORKER["scorer"] = Scorer.from_pretrained(model)
-
-
-def _score_in_worker(it: BatchItem) -> dict[str, Any]:
-    return score_item(_WORKER["scorer"], it)
-
-
-def score_items_parallel(model: str, items: list[BatchItem], jobs: int) -> Iterator[dict[str, Any]]:
-    """:func:`score_items` over ``jobs`` worker processes, each loading ``model`` once; records
-    come back in list order. ``spawn``: a clean process with one thread per library."""
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(model,)) as pool:
-        yield from pool.imap(_score_in_worker, items, chunksize=1)
-
-
 def run_batch(
     scorer: Any,
     items: list[BatchItem],
@@ -243,7 +218,12 @@ def run_batch(
     errors = 0
     if jobs > 1 and model is None:
         raise PronscoreError("--jobs needs the model's name or folder")
-    records = score_items_parallel(model, items, jobs) if jobs > 1 else score_items(scorer, items)
+    if jobs > 1:
+        from pronscore.parallel import map_scorer
+
+        records = map_scorer(score_item, model, items, jobs)
+    else:
+        records = score_items(scorer, items)
     with tmp.open("w", encoding="utf-8") as f:
         for rec in tqdm(records, total=len(items), desc="score", unit="file",
                         disable=not progress):  # fmt: skip

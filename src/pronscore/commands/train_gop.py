@@ -10,6 +10,7 @@ and aspect) and write RUN_DIR atomically, with the dev metrics JSON as ``metrics
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pronscore.training.gop_baselines import TrainOptions, train_gop
 
@@ -40,7 +41,20 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
     )
     metrics = train_gop(args.kind, args.features, args.out, opts)
+    write_scorer_config(args.out, args.features)
     print(f"{args.kind} on {args.dev_split}:")
     print(format_table(metrics))
     print(f"run written to {args.out}")
     return 0
+
+
+def write_scorer_config(run_dir: str, features_dir: str) -> None:
+    """``scorer.json`` with the extractor settings of the training features: the run scores a
+    recording (``pronscore score --model RUN_DIR``) the way its training data was made, even
+    after FEATURES_DIR is gone."""
+    from pronscore.features.cache import atomic_write_json
+    from pronscore.scorer import SCORER_FILE, features_scorer_config
+
+    config = features_scorer_config(features_dir)
+    if config is not None:
+        atomic_write_json(Path(run_dir) / SCORER_FILE, config.to_dict())
