@@ -37,7 +37,7 @@ import json
 import math
 import multiprocessing as mp
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -183,11 +183,52 @@ class SplitFeatures:
     words: Any
     phones: Any
     frames_dir: Path
+    more_frames_dirs: tuple[Path, ...] = ()  # splits pooled by concat_features keep their frames
+
+    def frames_path(self, utt_id: str) -> Path:
+        """Where an utterance's frame file is (the first frames folder that has it)."""
+        name = f"{utt_id}.safetensors"
+        for d in (self.frames_dir, *self.more_frames_dirs):
+            if (d / name).is_file():
+                return d / name
+        return self.frames_dir / name
 
     def frames(self, utt_id: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
-        return load_file(str(self.frames_dir / f"{utt_id}.safetensors"))
+        return load_file(str(self.frames_path(utt_id)))
+
+    def subset(self, ids: Iterable[str]) -> SplitFeatures:
+        """The rows of the utterances ``ids`` (table order kept, index reset)."""
+        keep_ids = {str(i) for i in ids}
+
+        def keep(df: Any) -> Any:
+            return df[df["id"].astype(str).isin(keep_ids)].reset_index(drop=True)
+
+        return replace(
+            self,
+            utterances=keep(self.utterances),
+            words=keep(self.words),
+            phones=keep(self.phones),
+        )
+
+
+def concat_features(splits: Sequence[SplitFeatures]) -> SplitFeatures:
+    """Several splits as one (e.g. train + dev for cross-validation); ids must be unique."""
+    import pandas as pd
+
+    if not splits:
+        raise ValueError("concat_features needs at least one split")
+    ids = pd.concat([s.utterances["id"].astype(str) for s in splits], ignore_index=True)
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise CorpusError(f"utterance {dup.iloc[0]!r} is in more than one split", field="id")
+
+    def cat(name: str) -> Any:
+        return pd.concat([getattr(s, name) for s in splits], ignore_index=True)
+
+    dirs = [d for s in splits for d in (s.frames_dir, *s.more_frames_dirs)]
+    return SplitFeatures(cat("utterances"), cat("words"), cat("phones"), dirs[0], tuple(dirs[1:]))
 
 
 def _position(i: int, n: int) -> str:

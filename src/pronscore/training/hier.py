@@ -107,8 +107,7 @@ def utt_columns(utts: pd.DataFrame) -> list[str]:
 def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
     from pronscore.features.deep import pool_phones
 
-    path = split.frames_dir / f"{utt}.safetensors"
-    if not path.is_file():
+    if not split.frames_path(utt).is_file():
         return np.zeros((len(g), 42), np.float32)
     fr = split.frames(utt)
     frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
@@ -415,8 +414,8 @@ def teacher_scores(
     out = []
     for k in (0, 1):
         fit_ids = set(train.utterances["id"][half != k].astype(str))
-        head, _ = fit_gbt(_subset(train, fit_ids), dev, config, log=lambda *_: None)
-        other = _subset(train, set(train.utterances["id"][half == k].astype(str)))
+        head, _ = fit_gbt(train.subset(fit_ids), dev, config, log=lambda *_: None)
+        other = train.subset(set(train.utterances["id"][half == k].astype(str)))
         out.append(relabel(other, head.predict_features(other)))
         log(f"teacher fold {k}: scored {len(other.utterances)} train utterances")
     if unlabelled:
@@ -430,15 +429,6 @@ def hash_mod2(s: str) -> int:
     import zlib
 
     return zlib.crc32(s.encode()) % 2
-
-
-def _subset(split: SplitFeatures, ids: set[str]) -> SplitFeatures:
-    def keep(df: pd.DataFrame) -> pd.DataFrame:
-        return df[df["id"].astype(str).isin(ids)].reset_index(drop=True)
-
-    return SplitFeatures(
-        keep(split.utterances), keep(split.words), keep(split.phones), split.frames_dir
-    )
 
 
 def relabel(split: SplitFeatures, preds: dict[str, Assessment]) -> SplitFeatures:
@@ -459,7 +449,7 @@ def relabel(split: SplitFeatures, preds: dict[str, Assessment]) -> SplitFeatures
         for c in df.columns:
             if c.startswith("y_"):
                 df[c] = pd.to_numeric(df[c], errors="coerce")
-    return SplitFeatures(u, w, ph, split.frames_dir)
+    return replace(split, utterances=u, words=w, phones=ph)
 
 
 # --- the whole recipe -----------------------------------------------------------------------

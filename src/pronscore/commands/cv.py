@@ -1,0 +1,111 @@
+"""Speaker-grouped K-fold cross-validation of a head over the labelled splits of a FEATURES_DIR.
+
+    pronscore cv gop-gbt --features FEATURES_DIR --folds 5 --out CV_DIR [--seeds 1]
+
+Writes ``CV_DIR/cv.json`` (the ``pronscore evaluate`` layout per fold in ``folds`` and for the
+pooled out-of-fold predictions in ``pooled``) and ``CV_DIR/predictions.jsonl`` (id, seed, fold
+and the out-of-fold assessment), atomically; prints a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pronscore.training.cv import KINDS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=KINDS, help="the head to cross-validate")
+    p.add_argument("--features", required=True, help="FEATURES_DIR from `pronscore features`")
+    p.add_argument("--out", required=True, help="CV_DIR to write")
+    p.add_argument("--folds", type=int, default=5, help="number of speaker folds")
+    p.add_argument("--splits", default="train,dev", help="labelled splits to pool (comma list)")
+    p.add_argument("--fold-seed", type=int, default=1, help="speaker -> fold assignment")
+    p.add_argument(
+        "--seeds", type=_ints, default=(1,), help="model seeds, comma-separated (one CV each)"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="training-fold speakers held out for early stopping / selection",
+    )
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (LightGBM / torch)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    p.add_argument("--feature-set", choices=("paper", "all"), default="all", help="gop-gbt")
+    p.add_argument(
+        "--num-leaves", type=_ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
+    )
+    p.add_argument("--max-rounds", type=int, help="gop-gbt: boosting rounds cap (3000)")
+    p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
+    p.add_argument("--inputs", default="gop", help="hier: its --inputs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pronscore.atomic import replace_dir
+    from pronscore.evaluation.metrics import format_table
+    from pronscore.features.extract import concat_features, load_features
+    from pronscore.training.cv import CvOptions, cross_validate
+
+    opts = CvOptions(
+        folds=args.folds,
+        fold_seed=args.fold_seed,
+        seeds=args.seeds,
+        val_fraction=args.val_fraction,
+        threads=args.threads,
+        bootstrap=args.bootstrap,
+        feature_set=args.feature_set,
+        num_leaves=args.num_leaves or None,
+        max_rounds=args.max_rounds,
+        epochs=args.epochs,
+        inputs=args.inputs,
+    )
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    data = concat_features([load_features(args.features, s) for s in splits])
+    result = cross_validate(args.kind, data, opts, log=lambda m: print(m, file=sys.stderr))
+    result.metrics.update({"features_dir": str(args.features), "splits": splits})
+    with replace_dir(args.out) as tmp:
+        (tmp / "cv.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+        lines = (
+            json.dumps({"id": uid, "seed": seed, "fold": fold, **a.to_dict()})
+            for seed, fold, uid, a in result.predictions
+        )
+        (tmp / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(summary(result.metrics, format_table))
+    print(f"cross-validation written to {args.out}")
+    return 0
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+
+
+def _pcc(m: dict) -> str:
+    v = m.get("utterance", {}).get("total", {}).get("pcc")
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def summary(metrics: dict, format_table) -> str:
+    """Per-fold utterance-total PCC, the pooled table and the child / adult lines."""
+    m = metrics["pooled"]
+    lines = [f"{metrics['kind']}: {metrics['n_folds']}-fold speaker CV, seeds {metrics['seeds']}"]
+    lines += [
+        f"seed {f['seed']} fold {f['fold']}: {f['n_utterances']} utts, utterance total PCC "
+        f"{_pcc(f)}"
+        for f in metrics["folds"]
+    ]
+    lines.append(f"pooled out-of-fold (seed {metrics['seeds'][0]}):")
+    lines.append(format_table(m))
+    for g in ("child", "adult"):
+        sub = m.get("subgroups", {}).get(g)
+        if sub:
+            lines.append(f"{g}: {sub['n_utterances']} utts, utterance total PCC {_pcc(sub)}")
+    lines.append(f"CPU {metrics['cpu_seconds']:.0f} s")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Speaker-grouped K-fold cross-validation on synthetic features (tiny GBT settings)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pronscore.cli import main
+from pronscore.features.extract import concat_features
+from pronscore.training.cv import (
+    CvOptions,
+    cross_validate,
+    fit_predict,
+    plan_folds,
+    speaker_groups,
+)
+from synthetic_features import make_split
+
+FAILED = "t0003"
+TINY = {"num_leaves": (7,), "max_rounds": 20, "bootstrap": 50, "threads": 1}
+
+
+def _with_speakers(split, prefix: str, per_speaker: int = 5):
+    """5 utterances per speaker; even speakers are children (9), odd ones adults (30)."""
+    u = split.utterances.copy()
+    n = np.arange(len(u)) // per_speaker
+    u["speaker"] = [f"{prefix}{k:02d}" for k in n]
+    u["age"] = np.where(n % 2 == 0, 9, 30)
+    return split.__class__(u, split.words, split.phones, split.frames_dir)
+
+
+def _fail(split, uid: str):
+    """Mark one utterance as a failed alignment: NaN features, like extract.py writes it."""
+    u, w, p = split.utterances.copy(), split.words.copy(), split.phones.copy()
+    for df, prefix in ((u, "u_"), (w, "w_"), (p, "p_")):
+        cols = [c for c in df.columns if c.startswith(prefix)]
+        df.loc[df["id"] == uid, cols] = np.nan
+    u.loc[u["id"] == uid, ["status", "reason"]] = ["failed", "no alignment"]
+    return split.__class__(u, w, p, split.frames_dir)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    train = _fail(_with_speakers(make_split(100, seed=1, prefix="t"), "a"), FAILED)
+    dev = _with_speakers(make_split(40, seed=2, prefix="d"), "b")
+    return train, dev
+
+
+@pytest.fixture(scope="module")
+def data(splits):
+    return concat_features(splits)
+
+
+def test_folds_are_speaker_disjoint_cover_everyone_and_balance_ages(data):
+    plans = plan_folds(data.utterances, CvOptions(folds=5, fold_seed=3))
+    groups = speaker_groups(data.utterances)
+    tested = [s for p in plans for s in p.test]
+    assert sorted(tested) == sorted(groups)  # every speaker in exactly one fold
+    assert len(tested) == len(set(tested)) == 28
+    for g in ("child", "adult"):
+        counts = [sum(groups[s] == g for s in p.test) for p in plans]
+        assert max(counts) - min(counts) <= 1, (g, counts)
+    for p in plans:
+        assert not set(p.train) & set(p.test) and not set(p.val) & set(p.test)
+        assert not set(p.train) & set(p.val)
+        assert set(p.train) | set(p.val) | set(p.test) == set(groups)
+        assert {groups[s] for s in p.val} == {"child", "adult"}  # validation has both groups
+    again = plan_folds(data.utterances, CvOptions(folds=5, fold_seed=3))
+    assert again == plans
+    assert plan_folds(data.utterances, CvOptions(folds=5, fold_seed=4)) != plans
+
+
+def test_every_utterance_is_predicted_once_by_a_model_that_never_saw_its_speaker(data):
+    opts = CvOptions(folds=4, **TINY)
+    real = fit_predict("gop-gbt", opts, log=lambda *_: None)
+    calls = []
+
+    def spy(train, val, test, seed):
+        calls.append((train.utterances, val.utterances, test.utterances))
+        return real(train, val, test, seed)
+
+    result = cross_validate("gop-gbt", data, opts, log=lambda *_: None, fitter=spy)
+    assert len(calls) == 4
+    for train, val, test in calls:
+        spk = set(test["speaker"])
+        assert not spk & set(train["speaker"]) and not spk & set(val["speaker"])
+        assert not set(train["speaker"]) & set(val["speaker"])
+        assert len(train) + len(val) + len(test) == len(data.utterances)
+    ids = [uid for _, _, uid, _ in result.predictions]
+    assert sorted(ids) == sorted(data.utterances["id"]) and len(ids) == len(set(ids))
+    by_id = {uid: a for _, _, uid, a in result.predictions}
+    assert by_id[FAILED].status == "failed"
+    assert by_id[FAILED].utterance.total is not None  # scored, as predict_features scores it
+    pooled = result.metrics["pooled"]
+    assert pooled["n_utterances"] == 140 and pooled["n_missing"] == 0
+    assert pooled["utterance"]["total"]["pcc"] > 0.7  # labels are driven by the features
+    assert [f["fold"] for f in result.metrics["folds"]] == [0, 1, 2, 3]
+    assert sum(f["n_utterances"] for f in result.metrics["folds"]) == 140
+
+
+def _write_features(root: Path, splits) -> None:
+    for name, split in zip(("train", "dev"), splits, strict=True):
+        d = root / name
+        d.mkdir(parents=True)
+        split.utterances.to_parquet(d / "utterances.parquet")
+        split.words.to_parquet(d / "words.parquet")
+        split.phones.to_parquet(d / "phones.parquet")
+
+
+def test_cli_writes_cv_json_and_out_of_fold_predictions(splits, tmp_path, capsys):
+    _write_features(tmp_path / "feats", splits)
+    out = tmp_path / "cv"
+    argv = ["cv", "gop-gbt", "--features", str(tmp_path / "feats"), "--folds", "3",
+            "--out", str(out), "--num-leaves", "7", "--max-rounds", "20", "--bootstrap", "50",
+            "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["kind"] == "gop-gbt" and cv["n_folds"] == 3 and cv["splits"] == ["train", "dev"]
+    assert len(cv["folds"]) == 3
+    for m in [cv["pooled"], *cv["folds"]]:  # the `pronscore evaluate` layout
+        assert set(m["utterance"]) == {"accuracy", "completeness", "fluency", "prosodic", "total"}
+        assert set(m["word"]) == {"accuracy", "stress", "total"} and "accuracy" in m["phone"]
+        assert {"pcc", "ci95", "mse", "n"} <= set(m["utterance"]["total"])
+    assert set(cv["pooled"]["subgroups"]) >= {"child", "adult"}
+    assert cv["pooled"]["subgroups"]["child"]["n_utterances"] == 70
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert Counter(r["id"] for r in rows) == Counter(
+        pd.concat([s.utterances["id"] for s in splits])
+    )
+    fold_of = {r["id"]: r["fold"] for r in rows}
+    for f in cv["folds"]:  # predictions.jsonl names the fold that scored each utterance
+        assert {i for i, k in fold_of.items() if k == f["fold"]} == set(
+            concat_features(splits).utterances.query("speaker in @f['speakers']")["id"]
+        )
+    assert "pooled out-of-fold" in capsys.readouterr().out
