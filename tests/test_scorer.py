@@ -331,3 +331,27 @@ def test_cli_batch_with_two_jobs_writes_the_same_records_in_order(
     assert runs["2"] == runs["1"]
     assert [r.get("status") for r in runs["2"]] == ["ok", None, "ok", "ok"]
     assert runs["2"][0]["utterance"] == runs["2"][3]["utterance"]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_evaluate_predictions_are_what_the_scorer_returns(corpus_dir: Path, tmp_path: Path) -> None:
+    from pronscore.dataset import load_split
+    from pronscore.text import Pronunciation
+
+    data = tmp_path / "ds"
+    assert main(["prepare", str(corpus_dir), "--out", str(data), "--limit", "3", "--quiet"]) == 0
+    pred = tmp_path / "pred.jsonl"
+    argv = ["evaluate", "default", "--data", str(data), "--split", "dev", "--quiet"]
+    assert main([*argv, "--predictions", str(pred), "--bootstrap", "10", "--jobs", "2"]) == 0
+    written = {r["id"]: r for r in map(json.loads, pred.read_text().splitlines())}
+    scorer = Scorer.from_pretrained("default")
+    rows = list(load_split(data, "dev"))
+    assert sorted(written) == sorted(r["id"] for r in rows)
+    for r in rows:
+        prons = [Pronunciation(w["text"], tuple(w["phones"]), "corpus") for w in r["words"]]
+        audio = np.asarray(r["audio"], np.float32)
+        direct = json.loads(
+            json.dumps(scorer.score(audio, r["text"], pronunciations=prons).to_dict())
+        )
+        assert {k: v for k, v in written[r["id"]].items() if k != "id"} == direct

@@ -37,8 +37,16 @@ def _rows(dataset_dir: str | os.PathLike, split: str) -> tuple[int, Iterator[Row
 
 
 def score_row(scorer: Any, row: Row) -> tuple[str, Assessment]:
+    """One corpus utterance; audio the Scorer refuses (empty, too long) is a failed result, as
+    it is for a feature extraction run: one bad utterance must not stop an evaluation."""
+    from pronscore.errors import AudioError
+    from pronscore.scorer import failed_assessment
+
     uid, samples, text, prons = row
-    return uid, scorer.score(samples, text, pronunciations=prons)
+    try:
+        return uid, scorer.score(samples, text, pronunciations=prons)
+    except AudioError as err:
+        return uid, failed_assessment(prons, err.reason)
 
 
 def score_split(
