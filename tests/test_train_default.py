@@ -1,0 +1,40 @@
+"""`pronscore train default` end to end on a real subset: features with the shipped settings, the
+GBT head, dev metrics measured through the Scorer, a folder the Scorer serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pronscore.cli import main
+from pronscore.features.extract import RECOMMENDED
+from pronscore.scorer import Scorer
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_train_default_writes_a_servable_model_with_scorer_metrics(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    data, out = tmp_path / "ds", tmp_path / "model"
+    assert main(["prepare", str(corpus_dir), "--out", str(data), "--limit", "8", "--quiet"]) == 0
+    assert main(["train", "default", "--data", str(data), "--out", str(out), "--quiet"]) == 0
+    assert {"config.json", "scorer.json", "lexicon.txt", "metrics_dev.json", "README.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    scorer_cfg = json.loads((out / "scorer.json").read_text())
+    assert scorer_cfg["extractor"] == json.loads(json.dumps(RECOMMENDED.to_dict()))
+    metrics = json.loads((out / "metrics_dev.json").read_text())
+    assert metrics["n_utterances"] == 8 and metrics["split"] == "dev"
+    # the card's numbers are the ones `pronscore evaluate` reproduces through the Scorer
+    argv = ["evaluate", str(out), "--data", str(data), "--split", "dev", "--json", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "m.json")]) == 0
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["utterance"]["total"]["pcc"] == pytest.approx(metrics["utterance"]["total"]["pcc"])
+    assert again["scored_by"] == "scorer"
+    a = Scorer.from_pretrained(out).score(
+        corpus_dir / "WAVE/SPEAKER0001/000010011.flac", "We call it bear"
+    )
+    assert a.status == "ok" and [w.status for w in a.words] == ["read"] * 4
