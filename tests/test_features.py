@@ -210,11 +210,14 @@ def test_extract_dataset_writes_the_contract_and_resumes(corpus_dir, tmp_path):
 def test_heard_phone_is_the_loop_majority_and_reported_only_for_low_scores() -> None:
     from pronscore.features.gop import heard_phone
     from pronscore.heads.gbt import heard_instead
+    from pronscore.scorer import Scorer
     from pronscore.text import PHONE_INDEX
 
     ae, eh = PHONE_INDEX["AE"], PHONE_INDEX["EH"]
     assert heard_phone(np.array([ae, ae, eh, -1, -1, -1])) == "AE"  # non-speech frames ignored
     assert heard_phone(np.array([-1, -1])) is None
-    assert heard_instead("EH", "AE", 0.4) == "AE"
-    assert heard_instead("EH", "AE", 1.6) is None  # scored fine: no "sounded like"
-    assert heard_instead("EH", "EH", 0.2) is None and heard_instead("EH", None, 0.2) is None
+    assert heard_instead("EH", "AE") == "AE"
+    assert heard_instead("EH", "EH") is None and heard_instead("EH", None) is None
+    scorer = Scorer.from_pretrained("default")  # shown only below mispronounced_phone_below
+    assert scorer._heard(0.4, "AE") == "AE"
+    assert scorer._heard(1.6, "AE") is None and scorer._heard(None, "AE") is None

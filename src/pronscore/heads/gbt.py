@@ -29,10 +29,6 @@ from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 
 KIND = "gop-gbt"
-MISPRONOUNCED_WORD = 6.0
-MISPRONOUNCED_PHONE = 1.0
-"""A word is flagged mispronounced when its accuracy is below 6/10 or any phone is below 1/2
-(closer to "wrong" than to "accented" on Speechocean762's phone scale)."""
 
 
 def import_lightgbm() -> ModuleType:
@@ -158,13 +154,9 @@ def _clip(x: float | None, hi: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(np.clip(x, 0.0, hi))
 
 
-def heard_instead(canonical: str, heard: object, score: float | None) -> str | None:
-    """What was heard, reported only for a phone scored mispronounced (below
-    :data:`MISPRONOUNCED_PHONE`) when the free phone loop chose another phone. Ungated it would
-    mislead: the loop picks another phone for 63% of the dev phones experts scored 2 (measured
-    on 80 dev utterances, against 76% of those scored 0)."""
-    if score is None or score >= MISPRONOUNCED_PHONE:
-        return None
+def heard_instead(canonical: str, heard: object) -> str | None:
+    """The phone the free loop chose, when it is another phone than the canonical one (the
+    Scorer decides when to show it: :meth:`pronscore.scorer.Scorer._word`)."""
     return heard if isinstance(heard, str) and heard and heard != canonical else None
 
 
@@ -188,25 +180,18 @@ def assemble(
         phone_rows.setdefault((str(r.id), int(r.word_index)), []).append(
             PhoneAssessment(
                 str(r.phone),
-                score := pick(p_pred, i, PHONE_SCALE),
+                pick(p_pred, i, PHONE_SCALE),
                 start,
                 end,
-                heard_instead(str(r.base_phone), getattr(r, "heard", None), score),
+                heard_instead(str(r.base_phone), getattr(r, "heard", None)),
             )
         )
     word_rows: dict[str, list[WordAssessment]] = {}
     for i, r in enumerate(words.itertuples(index=False)):
         ph = tuple(phone_rows.get((str(r.id), int(r.word_index)), ()))
         scores = {a: pick(w_pred.get(a), i, WORD_SCALE) for a in WORD_ASPECTS}
-        flag = None
-        if scores["accuracy"] is not None or any(p.score is not None for p in ph):
-            flag = bool(
-                (scores["accuracy"] is not None and scores["accuracy"] < MISPRONOUNCED_WORD)
-                or any(p.score is not None and p.score < MISPRONOUNCED_PHONE for p in ph)
-            )
-        word_rows.setdefault(str(r.id), []).append(
-            WordAssessment(str(r.text), phones=ph, mispronounced=flag, **scores)
-        )
+        # no mispronounced flag: the Scorer sets it (ScorerConfig.mispronounced_*)
+        word_rows.setdefault(str(r.id), []).append(WordAssessment(str(r.text), phones=ph, **scores))
     out = {}
     for i, r in enumerate(utts.itertuples(index=False)):
         uid = str(r.id)
