@@ -22,6 +22,7 @@ from pronscore.errors import PronscoreError
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("pronscore.commands.prepare", "read a corpus into a datasets.DatasetDict"),
     "features": ("pronscore.commands.features", "align and extract GOP/prosody features"),
+    "negatives": ("pronscore.commands.negatives", "train audio against the wrong text, as rows"),
     "train": ("pronscore.commands.train", "train a scoring model (gop-gbt, gop-blstm, ...)"),
     "evaluate": ("pronscore.commands.evaluate", "score a split and write the metrics JSON"),
     "cv": ("pronscore.commands.cv", "speaker-grouped K-fold cross-validation of a head"),

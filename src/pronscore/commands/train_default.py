@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the scorer folder to write")
     p.add_argument("--jobs", type=int, default=1, help="processes for feature extraction")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--negatives",
+        metavar="FEATURES_DIR:SPLIT",
+        help="synthetic negatives (`pronscore negatives`) added to train, never dev",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         features_dir=args.features,
         jobs=args.jobs,
         seed=args.seed,
+        negatives=args.negatives,
         progress=not args.quiet,
     )
     from pronscore.evaluation.metrics import format_table
@@ -52,18 +58,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_head(features_dir: Path, out: Path, seed: int) -> dict[str, Any]:
-    """The GBT head (all features) on train, model-selected on dev; saved as a RUN_DIR."""
+def _train_head(
+    features_dir: Path, out: Path, seed: int, negatives: str | None = None
+) -> dict[str, Any]:
+    """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
+    only); saved as a RUN_DIR."""
     from pronscore.features.extract import load_features
     from pronscore.heads.gbt import GbtConfig
     from pronscore.training.gbt import fit_gbt
+    from pronscore.training.negatives import with_negatives
 
     train = load_features(features_dir, "train")
+    n_human = len(train.utterances)
+    if negatives:
+        train = with_negatives(train, negatives, features_dir)
     dev = load_features(features_dir, "dev")
     head, dev_pcc = fit_gbt(train, dev, GbtConfig(feature_set="all", seed=seed))
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
-    head.extra.update({"dev_pcc": dev_pcc, "n_train_utterances": len(train.utterances)})
+    head.extra.update({
+        "dev_pcc": dev_pcc,
+        "n_train_utterances": n_human,
+        "n_train_negatives": len(train.utterances) - n_human,
+        "negatives": negatives,
+    })  # fmt: skip
     head.save_pretrained(out)
     return head.extra
 
@@ -75,6 +93,7 @@ def train_default(
     features_dir: str | os.PathLike | None = None,
     jobs: int = 1,
     seed: int = 1,
+    negatives: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
@@ -104,7 +123,7 @@ def train_default(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model = tmp / "model"
-        extra = _train_head(feats, model, seed)
+        extra = _train_head(feats, model, seed, negatives)
         config = ScorerConfig.from_dict({"extractor": meta["extractor"]})
         (model / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
@@ -115,7 +134,7 @@ def train_default(
         metrics = evaluate_assessments(refs, hyps, utt_meta)
         metrics["split"] = "dev"
         (model / "metrics_dev.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        card = model_card(metrics, extra["n_train_utterances"])
+        card = model_card(metrics, extra["n_train_utterances"], extra["n_train_negatives"])
         (model / "README.md").write_text(card, encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -132,7 +151,7 @@ def _row(m: dict[str, Any]) -> str:
     return f"{m['pcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mse']:.3f} | {m['n']}"
 
 
-def model_card(metrics: dict[str, Any], n_train: int) -> str:
+def model_card(metrics: dict[str, Any], n_train: int, n_negatives: int = 0) -> str:
     """The model card (README.md) of the default scorer, with its dev metrics."""
     rows = [
         f"| {level} | {aspect} | {_row(metrics.get(level, {}).get(aspect, {}))} |"
@@ -150,6 +169,12 @@ def model_card(metrics: dict[str, Any], n_train: int) -> str:
             groups.append(f"{g} utterance total PCC {_row(m).split(' | ')[0]}")
     table = "\n".join(rows)
     sub = "; ".join(groups) or "n/a"
+    neg = (
+        f" Plus {n_negatives} synthetic negatives made from them (`pronscore negatives`: the"
+        " audio against another utterance's text, or with words replaced; those words scored 0)."
+        if n_negatives
+        else ""
+    )
     return f"""# pronscore default scorer
 
 Scores English read speech against its text offline: utterance accuracy, completeness,
@@ -178,7 +203,7 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
 
 Speechocean762 (Zhang et al., 2021), train split only: {n_train} utterances of the
 speaker-disjoint `train` part made by `pronscore prepare` (10% of the corpus train speakers
-are held out as `dev`). Licence CC BY 4.0.
+are held out as `dev`).{neg} Licence CC BY 4.0.
 
 > Junbo Zhang, Zhiwen Zhang, Yongqing Wang, Zhiyong Yan, Qiong Song, Yukai Huang, Ke Li,
 > Daniel Povey, Yujun Wang. "speechocean762: An Open-Source Non-native English Speech Corpus

@@ -22,6 +22,10 @@ FEATURES_DIR layout (version 2)::
                                    +NSN+, +SPN+. T = 0 when the alignment failed.
     <split>/cache/<id>.json        per-utterance records (resume state; parquet is built from them)
 
+Synthetic negatives (:mod:`pronscore.training.negatives`) are a split of the same layout whose
+utterances.parquet also has ``synthetic`` and ``donor``, plus ``<split>/negatives.json`` (how
+they were made).
+
 ``meta.json["extractor"]["model"]["aligner"]`` says which aligner made the features
 ("pocketsphinx": its own two-pass state alignment; "viterbi": one decoder pass + numpy Viterbi
 over the same HMMs, see :mod:`pronscore.acoustic.pocketsphinx`). Scores are in nats.
@@ -37,8 +41,9 @@ import json
 import math
 import multiprocessing as mp
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +122,8 @@ COLUMNS: dict[str, str] = {
     **{f"y_{a}": f"human {a} score (0-10); in words.parquet word-level" for a in UTTERANCE_ASPECTS},
     "y_stress": "human word stress score (0-10)",
     "y_score": "human phone accuracy score (0-2)",
+    "synthetic": "negatives only: how the row was made (other-text | substitute)",
+    "donor": "negatives only: the utterance whose text was read against this audio",
 }
 
 
@@ -417,6 +424,22 @@ def _record(row: dict[str, Any], feats: UtteranceFeatures) -> dict[str, Any]:
     return {"utterance": utt, "words": words, "phones": phones}
 
 
+def extract_row(
+    row: dict[str, Any], samples: np.ndarray, extractor: Extractor
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The cache record (rows with ids and labels) and frames of one dataset-shaped ``row``
+    (``id``, ``words`` with text/phones/labels, utterance labels, speaker) spoken in
+    ``samples``. An internal error makes a failed record, so one bad utterance cannot stop a
+    dataset run."""
+    words = [(w["text"], tuple(w["phones"])) for w in row["words"]]
+    try:
+        feats = extract_utterance(samples, words, extractor=extractor)
+    except Exception as exc:
+        print(f"features: {row['id']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        feats = _failed_features(samples, words, f"internal error: {exc}")
+    return _record(row, feats), feats.frames
+
+
 class _Worker:
     """Per-process state: the extractor (decoders) and the opened split."""
 
@@ -432,13 +455,8 @@ class _Worker:
     def __call__(self, index: int) -> str:
         row = self.meta[index]
         samples = np.asarray(self.audio[index]["audio"], dtype=np.float32)
-        words = [(w["text"], tuple(w["phones"])) for w in row["words"]]
-        try:
-            feats = extract_utterance(samples, words, extractor=self.extractor)
-        except Exception as exc:  # one bad utterance must not stop a dataset run
-            print(f"features: {row['id']}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            feats = _failed_features(samples, words, f"internal error: {exc}")
-        self.cache.write(row["id"], _record(row, feats), feats.frames)
+        record, frames = extract_row(row, samples, self.extractor)
+        self.cache.write(row["id"], record, frames)
         return row["id"]
 
 
@@ -485,12 +503,12 @@ def _failed_features(samples: np.ndarray, words, reason: str) -> UtteranceFeatur
     return UtteranceFeatures(utt, tuple(wrows), tuple(prows), frames, al)
 
 
-_WORKER: _Worker | None = None  # set once per pool process by _init (the Pool idiom)
+_WORKER: Callable[[int], str] | None = None  # set once per pool process by _init (Pool idiom)
 
 
-def _init(*args: Any) -> None:
+def _init(factory: Callable[[], Callable[[int], str]]) -> None:
     global _WORKER
-    _WORKER = _Worker(*args)
+    _WORKER = factory()
 
 
 def _task(index: int) -> str:
@@ -498,7 +516,27 @@ def _task(index: int) -> str:
     return _WORKER(index)
 
 
-def _write_meta(out: Path, config: ExtractorConfig) -> None:
+def run_tasks(
+    factory: Callable[[], Callable[[int], str]], todo: Sequence[int], *, jobs: int, bar: Any
+) -> None:
+    """Call one worker made by ``factory`` on every index of ``todo``: in this process, or in
+    ``jobs`` forked processes that each build their own worker (decoders are per process;
+    fork, so ``factory`` is inherited, not pickled)."""
+    if not todo:
+        return
+    if jobs <= 1:
+        worker = factory()
+        for i in todo:
+            worker(i)
+            bar.update()
+        return
+    with mp.get_context("fork").Pool(jobs, initializer=_init, initargs=(factory,)) as pool:
+        for _ in pool.imap_unordered(_task, todo, chunksize=4):
+            bar.update()
+
+
+def write_meta(out: Path, config: ExtractorConfig) -> None:
+    """Write ``meta.json``; a FEATURES_DIR made with another config is an error."""
     meta = {
         "version": FEATURES_VERSION,
         "extractor": config.to_dict(),
@@ -538,7 +576,8 @@ def feature_frame(rows: Sequence[dict[str, Any]]) -> Any:
     return df
 
 
-def _assemble(cache: UtteranceCache, ids: Sequence[str]) -> None:
+def assemble_split(cache: UtteranceCache, ids: Sequence[str]) -> None:
+    """Build the split's three parquet tables from the cache records of ``ids`` (in order)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -578,7 +617,7 @@ def extract_dataset(
             raise CorpusError(f"split {s!r} not found (have: {', '.join(dd)})", path=dataset_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_meta(out, config)
+    write_meta(out, config)
     for split in splits:
         ids = list(dd[split]["id"])[: limit if limit is not None else None]
         cache = UtteranceCache(out / split)
@@ -593,16 +632,8 @@ def extract_dataset(
             disable=not progress,
         )
         with bar:
-            if todo and jobs <= 1:
-                worker = _Worker(*args)
-                for i in todo:
-                    worker(i)
-                    bar.update()
-            elif todo:
-                with mp.get_context("fork").Pool(jobs, initializer=_init, initargs=args) as pool:
-                    for _ in pool.imap_unordered(_task, todo, chunksize=4):
-                        bar.update()
-        _assemble(cache, ids)
+            run_tasks(partial(_Worker, *args), todo, jobs=jobs, bar=bar)
+        assemble_split(cache, ids)
     return out
 
 

@@ -42,6 +42,8 @@ class TrainOptions:
     feature_set: str = "all"  # gop-gbt only: "paper" | "all"
     epochs: int = 60  # gop-blstm only
     bootstrap: int = 1000
+    negatives: str | None = None
+    """``FEATURES_DIR:SPLIT`` of synthetic negatives added to the train split (never dev)."""
 
 
 def _num(v: Any) -> float | None:
@@ -116,6 +118,11 @@ def train_gop(
     """Train, evaluate on dev, write RUN_DIR (built beside it, then renamed); returns metrics."""
     np.random.seed(opts.seed)
     train = load_features(features_dir, opts.train_split)
+    n_human = len(train.utterances)
+    if opts.negatives:
+        from pronscore.training.negatives import with_negatives
+
+        train = with_negatives(train, opts.negatives, features_dir)
     dev = load_features(features_dir, opts.dev_split)
     started = time.perf_counter()
     head, dev_pcc = fit_head(kind, train, dev, opts, log=log)
@@ -134,7 +141,9 @@ def train_gop(
         "train_split": opts.train_split,
         "dev_split": opts.dev_split,
         "seed": opts.seed,
-        "n_train_utterances": len(train.utterances),
+        "n_train_utterances": n_human,
+        "n_train_negatives": len(train.utterances) - n_human,
+        "negatives": opts.negatives,
         "dev_pcc": dev_pcc,
         "train_seconds": seconds,
     })  # fmt: skip

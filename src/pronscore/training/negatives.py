@@ -1,0 +1,393 @@
+"""Synthetic negatives: train recordings scored against text they do not say.
+
+The human labels only ever pair a recording with its own prompt, so a head trained on them
+has never seen a wrong text and scores one as an ordinary reading. Two kinds of rows fix that,
+each made from a dataset row and extracted exactly like the real rows (same extractor config):
+
+``other-text`` (id ``<id>#other``)
+    The audio with the words of another utterance of the split (another speaker, a similar
+    word count, as few shared words as possible). Every word's accuracy and total 0 (its stress
+    keeps the donor word's human value), every phone 0; utterance accuracy, completeness and
+    total 0; fluency and prosodic keep the recording's human values (they describe the speech).
+``substitute`` (id ``<id>#sub``)
+    One word (two from :data:`LONG_SENTENCE` words on) replaced by another word of the split's
+    vocabulary with a different pronunciation. The replaced word's accuracy, total and phones
+    0, its stress kept; the other words keep their labels; utterance accuracy, completeness and
+    total scaled by the share of words kept; fluency and prosodic kept.
+
+With ``per_utt`` > 1 the later copies are ``#other2``, ``#sub2``, ... Each source row draws
+from its own random stream (seed, row index), so a run over the first N rows makes the same
+negatives as a longer one: ``limit`` can grow on resume. The split (default ``train_neg``)
+has the FEATURES_DIR layout plus ``synthetic`` (kind) and ``donor`` (the utterance the text
+came from) in utterances.parquet and ``negatives.json`` (the settings; resuming with other
+settings is an error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pronscore.errors import CorpusError
+from pronscore.features.cache import UtteranceCache, atomic_write_json
+from pronscore.features.extract import (
+    RECOMMENDED,
+    Extractor,
+    ExtractorConfig,
+    SplitFeatures,
+    assemble_split,
+    concat_features,
+    extract_row,
+    load_features,
+    run_tasks,
+    write_meta,
+)
+from pronscore.text import base_phone
+
+KINDS = ("other-text", "substitute")
+SUFFIX = {"other-text": "other", "substitute": "sub"}
+LONG_SENTENCE = 8
+"""From this many words on, a substitute negative replaces two words."""
+SETTINGS_FILE = "negatives.json"
+
+
+@dataclass(frozen=True)
+class NegativeOptions:
+    """How negatives are made (saved as ``<split>/negatives.json``)."""
+
+    kinds: tuple[str, ...] = KINDS
+    per_utt: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"negative kinds must be among {', '.join(KINDS)} (got {bad})")
+        if self.per_utt < 1:
+            raise ValueError(f"per_utt must be at least 1 (got {self.per_utt})")
+
+
+@dataclass(frozen=True)
+class Negative:
+    """One planned negative: a dataset-shaped row (no audio) and whose audio it uses."""
+
+    row: dict[str, Any]
+    source_index: int
+    kind: str
+    donor: str | None
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _scaled(value: float | None, share: float) -> float | None:
+    return None if value is None else float(value) * share
+
+
+def other_text_row(row: dict[str, Any], donor: dict[str, Any], uid: str) -> dict[str, Any]:
+    """``row``'s recording read as ``donor``'s text: every word, phone and text-bound
+    utterance score 0; fluency and prosodic are the recording's."""
+    words = [
+        {
+            "text": w["text"],
+            "accuracy": 0.0,
+            "stress": w.get("stress"),
+            "total": 0.0,
+            "phones": list(w["phones"]),
+            "phones_accuracy": [0.0] * len(w["phones"]),
+        }
+        for w in donor["words"]
+    ]
+    return {
+        **_speaker(row),
+        "id": uid,
+        "text": " ".join(w["text"] for w in words),
+        "words": words,
+        "accuracy": 0.0,
+        "completeness": 0.0,
+        "fluency": row.get("fluency"),
+        "prosodic": row.get("prosodic"),
+        "total": 0.0,
+    }
+
+
+def substitute_row(
+    row: dict[str, Any], replacements: dict[int, tuple[str, tuple[str, ...]]], uid: str
+) -> dict[str, Any]:
+    """``row`` with the words at the keys of ``replacements`` swapped for (text, phones): those
+    score 0, the others keep their labels, text-bound utterance scores scale by the share kept."""
+    words = []
+    for i, w in enumerate(row["words"]):
+        if i in replacements:
+            text, phones = replacements[i]
+            w = {
+                "text": text,
+                "accuracy": 0.0,
+                "stress": w.get("stress"),
+                "total": 0.0,
+                "phones": list(phones),
+                "phones_accuracy": [0.0] * len(phones),
+            }
+        words.append(dict(w))
+    share = 1.0 - len(replacements) / len(words)
+    return {
+        **_speaker(row),
+        "id": uid,
+        "text": " ".join(w["text"] for w in words),
+        "words": words,
+        **{a: _scaled(row.get(a), share) for a in ("accuracy", "completeness", "total")},
+        "fluency": row.get("fluency"),
+        "prosodic": row.get("prosodic"),
+    }
+
+
+def _speaker(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in ("speaker", "age", "gender")}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _bare(phones: Sequence[str]) -> tuple[str, ...]:
+    return tuple(base_phone(p) for p in phones)
+
+
+class _Donors:
+    """The split's texts by word count, for picking another speaker's text."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.by_text: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            self.by_text.setdefault(_text(r), []).append(i)
+        self.by_len: dict[int, list[tuple[str, frozenset[str]]]] = {}
+        for text in self.by_text:
+            words = text.split()
+            self.by_len.setdefault(len(words), []).append((text, frozenset(words)))
+        self.rows = rows
+
+    def pick(self, row: dict[str, Any], rng: np.random.Generator, avoid: set[int]) -> int | None:
+        """A row of another speaker whose text differs, with a word count close to ``row``'s
+        and few words in common (cost: count difference + 2 x shared words); ties at random."""
+        own = _text(row)
+        words, n = set(own.split()), len(row["words"])
+        best: int | None = None
+        found: list[int] = []
+        for d in range(0, max(self.by_len, default=0) + 1):
+            if best is not None and d > best:
+                break
+            for length in {n - d, n + d}:
+                for text, ws in self.by_len.get(length, ()):
+                    if text == own:
+                        continue
+                    ok = [
+                        i
+                        for i in self.by_text[text]
+                        if self.rows[i]["speaker"] != row["speaker"] and i not in avoid
+                    ]
+                    cost = d + 2 * len(words & ws)
+                    if not ok or (best is not None and cost > best):
+                        continue
+                    if best is None or cost < best:
+                        best, found = cost, []
+                    found.extend(ok)
+        return int(found[rng.integers(len(found))]) if found else None
+
+
+def _text(row: dict[str, Any]) -> str:
+    return " ".join(w["text"] for w in row["words"])
+
+
+def vocabulary(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Each word text of ``rows`` -> its most frequent canonical phones (ties: first seen)."""
+    seen: dict[str, Counter] = {}
+    for r in rows:
+        for w in r["words"]:
+            seen.setdefault(w["text"], Counter())[tuple(w["phones"])] += 1
+    return {t: c.most_common(1)[0][0] for t, c in sorted(seen.items())}
+
+
+def _replacement(
+    word: dict[str, Any], vocab: dict[str, tuple[str, ...]], rng: np.random.Generator
+) -> tuple[str, tuple[str, ...]] | None:
+    """A vocabulary word pronounced differently, preferably within one phone of its length."""
+    own = _bare(word["phones"])
+    other = [(t, p) for t, p in vocab.items() if t != word["text"] and _bare(p) != own]
+    close = [(t, p) for t, p in other if abs(len(p) - len(own)) <= 1]
+    choice = close or other
+    return choice[rng.integers(len(choice))] if choice else None
+
+
+def plan_negatives(
+    rows: Sequence[dict[str, Any]], options: NegativeOptions, limit: int | None = None
+) -> list[Negative]:
+    """The negatives of the first ``limit`` (default all) of ``rows`` (dataset rows without
+    audio); donors and vocabulary come from all ``rows``. Deterministic in options.seed."""
+    donors, vocab = _Donors(rows), vocabulary(rows)
+    out: list[Negative] = []
+    for i, row in enumerate(rows[:limit]):
+        rng = np.random.default_rng([options.seed, i])
+        used: set[int] = {i}
+        for kind in options.kinds:
+            for k in range(options.per_utt):
+                uid = f"{row['id']}#{SUFFIX[kind]}{k + 1 if k else ''}"
+                neg = _one(kind, row, uid, i, rows, donors, vocab, rng, used)
+                if neg is not None:
+                    out.append(neg)
+    return out
+
+
+def _one(kind, row, uid, i, rows, donors, vocab, rng, used) -> Negative | None:
+    if kind == "other-text":
+        j = donors.pick(row, rng, used)
+        if j is None:
+            return None
+        used.add(j)
+        return Negative(other_text_row(row, rows[j], uid), i, kind, rows[j]["id"])
+    n_words = len(row["words"])
+    if not n_words:
+        return None
+    n_sub = 2 if n_words >= LONG_SENTENCE else 1
+    positions = sorted(int(p) for p in rng.choice(n_words, size=n_sub, replace=False))
+    swaps = {p: _replacement(row["words"][p], vocab, rng) for p in positions}
+    if any(s is None for s in swaps.values()):
+        return None
+    return Negative(substitute_row(row, swaps, uid), i, kind, None)
+
+
+# ---------------------------------------------------------------- extraction
+
+
+class _NegativeWorker:
+    """Per-process state: the extractor, the split's audio column and the plan."""
+
+    def __init__(
+        self,
+        dataset_dir: str,
+        split: str,
+        config: ExtractorConfig,
+        split_dir: str,
+        plan: Sequence[Negative],
+    ) -> None:
+        from pronscore.dataset import load_split
+
+        ds = load_split(dataset_dir, split)
+        self.audio = ds.select_columns(["audio"]).with_format("numpy")
+        self.extractor = Extractor(config)
+        self.cache = UtteranceCache(split_dir)
+        self.plan = plan
+
+    def __call__(self, k: int) -> str:
+        neg = self.plan[k]
+        samples = np.asarray(self.audio[neg.source_index]["audio"], dtype=np.float32)
+        record, frames = extract_row(neg.row, samples, self.extractor)
+        record["utterance"].update(synthetic=neg.kind, donor=neg.donor)
+        self.cache.write(neg.row["id"], record, frames)
+        return neg.row["id"]
+
+
+def _config_for(out: Path, config: ExtractorConfig | None) -> ExtractorConfig:
+    """The given config, else the FEATURES_DIR's own (meta.json), else the recommended one."""
+    if config is not None:
+        return config
+    return extractor_config_of(out) if (out / "meta.json").is_file() else RECOMMENDED
+
+
+def extractor_config_of(features_dir: str | os.PathLike) -> ExtractorConfig:
+    """The extractor config in ``FEATURES_DIR/meta.json``."""
+    path = Path(features_dir) / "meta.json"
+    if not path.is_file():
+        raise CorpusError("not a FEATURES_DIR (no meta.json)", path=path)
+    try:
+        return ExtractorConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["extractor"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorpusError(
+            f"unreadable extractor config: {exc}", path=path, field="extractor"
+        ) from None
+
+
+def _check_settings(split_dir: Path, settings: dict[str, Any]) -> None:
+    path = split_dir / SETTINGS_FILE
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) != settings:
+        raise CorpusError(
+            "negatives here were made with other settings; use another --name or --out", path=path
+        )
+    atomic_write_json(path, settings)
+
+
+def make_negatives(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: NegativeOptions = NegativeOptions(),
+    *,
+    split: str = "train",
+    name: str | None = None,
+    config: ExtractorConfig | None = None,
+    limit: int | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Extract the negatives of ``split`` into ``out_dir/<name>`` (default ``<split>_neg``);
+    resumable. ``config``: default the FEATURES_DIR's meta.json, else the recommended one.
+    Returns the split folder."""
+    from tqdm import tqdm
+
+    from pronscore.dataset import load_split
+
+    out = Path(out_dir)
+    config = _config_for(out, config)
+    name = name or f"{split}_neg"
+    rows = list(load_split(dataset_dir, split).remove_columns(["audio"]))
+    plan = plan_negatives(rows, options, limit)
+    out.mkdir(parents=True, exist_ok=True)
+    write_meta(out, config)
+    split_dir = out / name
+    settings = {"dataset": str(Path(dataset_dir).resolve()), "split": split, **asdict(options)}
+    _check_settings(split_dir, json.loads(json.dumps(settings)))
+    cache = UtteranceCache(split_dir)
+    done = cache.done()
+    todo = [k for k, neg in enumerate(plan) if neg.row["id"] not in done]
+    factory = partial(_NegativeWorker, str(dataset_dir), split, config, str(split_dir), plan)
+    bar = tqdm(
+        total=len(plan),
+        initial=len(plan) - len(todo),
+        desc=f"negatives {name}",
+        unit="utt",
+        disable=not progress,
+    )
+    with bar:
+        run_tasks(factory, todo, jobs=jobs, bar=bar)
+    assemble_split(cache, [neg.row["id"] for neg in plan])
+    return split_dir
+
+
+# ---------------------------------------------------------------- training
+
+
+def parse_spec(spec: str) -> tuple[Path, str]:
+    """``FEATURES_DIR:SPLIT`` -> (folder, split)."""
+    folder, sep, split = spec.rpartition(":")
+    if not sep or not folder or not split:
+        raise CorpusError(f"--negatives wants FEATURES_DIR:SPLIT (got {spec!r})")
+    return Path(folder), split
+
+
+def with_negatives(
+    train: SplitFeatures, spec: str, features_dir: str | os.PathLike
+) -> SplitFeatures:
+    """``train`` followed by the negatives at ``spec`` (``FEATURES_DIR:SPLIT``), which must
+    have been extracted with the same settings as ``features_dir``."""
+    folder, split = parse_spec(spec)
+    if extractor_config_of(folder) != extractor_config_of(features_dir):
+        raise CorpusError(
+            f"negatives made with other extractor settings than {features_dir}",
+            path=folder / "meta.json",
+        )
+    return concat_features([train, load_features(folder, split)])
