@@ -516,6 +516,28 @@ def _task(index: int) -> str:
     return _WORKER(index)
 
 
+def run_resumable(
+    factory: Callable[[], Callable[[int], str]],
+    ids: Sequence[str],
+    cache: UtteranceCache,
+    *,
+    jobs: int,
+    desc: str,
+    progress: bool,
+) -> None:
+    """Run a worker on every index of ``ids`` whose record is not in ``cache`` yet, with a
+    progress bar that starts at what was already done, then assemble the split's tables."""
+    from tqdm import tqdm
+
+    done = cache.done()
+    todo = [i for i, uid in enumerate(ids) if uid not in done]
+    bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc=desc, unit="utt",
+               disable=not progress)  # fmt: skip
+    with bar:
+        run_tasks(factory, todo, jobs=jobs, bar=bar)
+    assemble_split(cache, ids)
+
+
 def run_tasks(
     factory: Callable[[], Callable[[int], str]], todo: Sequence[int], *, jobs: int, bar: Any
 ) -> None:
@@ -605,7 +627,6 @@ def extract_dataset(
     config: ExtractorConfig | None = None,
 ) -> Path:
     """Features of every utterance of ``splits`` (default: all) into ``out_dir``; resumable."""
-    from tqdm import tqdm
 
     from pronscore.dataset import load_prepared
 
@@ -620,20 +641,9 @@ def extract_dataset(
     write_meta(out, config)
     for split in splits:
         ids = list(dd[split]["id"])[: limit if limit is not None else None]
-        cache = UtteranceCache(out / split)
-        done = cache.done()
-        todo = [i for i, uid in enumerate(ids) if uid not in done]
-        args = (str(dataset_dir), split, config, str(out))
-        bar = tqdm(
-            total=len(ids),
-            initial=len(ids) - len(todo),
-            desc=f"features {split}",
-            unit="utt",
-            disable=not progress,
-        )
-        with bar:
-            run_tasks(partial(_Worker, *args), todo, jobs=jobs, bar=bar)
-        assemble_split(cache, ids)
+        factory = partial(_Worker, str(dataset_dir), split, config, str(out))
+        run_resumable(factory, ids, UtteranceCache(out / split), jobs=jobs,
+                      desc=f"features {split}", progress=progress)  # fmt: skip
     return out
 
 

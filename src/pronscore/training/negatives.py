@@ -43,11 +43,10 @@ from pronscore.features.extract import (
     Extractor,
     ExtractorConfig,
     SplitFeatures,
-    assemble_split,
     concat_features,
     extract_row,
     load_features,
-    run_tasks,
+    run_resumable,
     write_meta,
 )
 from pronscore.text import base_phone
@@ -337,7 +336,6 @@ def make_negatives(
     """Extract the negatives of ``split`` into ``out_dir/<name>`` (default ``<split>_neg``);
     resumable. ``config``: default the FEATURES_DIR's meta.json, else the recommended one.
     Returns the split folder."""
-    from tqdm import tqdm
 
     from pronscore.dataset import load_split
 
@@ -351,20 +349,10 @@ def make_negatives(
     split_dir = out / name
     settings = {"dataset": str(Path(dataset_dir).resolve()), "split": split, **asdict(options)}
     _check_settings(split_dir, json.loads(json.dumps(settings)))
-    cache = UtteranceCache(split_dir)
-    done = cache.done()
-    todo = [k for k, neg in enumerate(plan) if neg.row["id"] not in done]
     factory = partial(_NegativeWorker, str(dataset_dir), split, config, str(split_dir), plan)
-    bar = tqdm(
-        total=len(plan),
-        initial=len(plan) - len(todo),
-        desc=f"negatives {name}",
-        unit="utt",
-        disable=not progress,
-    )
-    with bar:
-        run_tasks(factory, todo, jobs=jobs, bar=bar)
-    assemble_split(cache, [neg.row["id"] for neg in plan])
+    ids = [neg.row["id"] for neg in plan]
+    run_resumable(factory, ids, UtteranceCache(split_dir), jobs=jobs,
+                  desc=f"negatives {name}", progress=progress)  # fmt: skip
     return split_dir
 
 
