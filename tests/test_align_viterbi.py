@@ -25,7 +25,9 @@ from pronscore.scorer import Scorer, packaged_lexicon
 from pronscore.text import Lexicon
 
 VITERBI = ModelConfig(aligner="viterbi")
-NO_ARCS = replace(VITERBI, skip_penalty=1e9, garbage_penalty=1e9, insert_penalty=0.0)
+NO_ARCS = replace(
+    VITERBI, skip_penalty=1e9, garbage_penalty=1e9, insert_penalty=0.0, stop_penalty=None
+)
 """Word skips and garbage priced out: the aligner as it was before partial readings."""
 
 
@@ -180,3 +182,18 @@ def test_scorer_reports_extra_speech_and_mismatch(say, scorer):
     bad = scorer.score(say("please open the window"), "it is raining today")
     assert bad.status == "mismatch" and "heard" in bad.reason
     assert bad.utterance.total == 0.0 and all(w.total == 0.0 for w in bad.words)
+
+
+def test_stopping_early_costs_at_most_the_stop_penalty() -> None:
+    from pronscore.align.viterbi import _graph
+
+    prons = [("W", "IY1"), ("K", "AO1", "L"), ("IH1", "T"), ("B", "EH1", "R")]
+    units = _units(prons, default_mdef())
+    last_of_first = max(i for i, u in enumerate(units) if u.kind == PHONE and u.word == 0)
+    capped = _graph(units, 4, skip=600.0, insert=600.0, stop=450.0)
+    per_word = _graph(units, 4, skip=600.0, insert=600.0, stop=None)
+    assert capped.end[last_of_first] == -450.0  # three words left out at the end: one stop
+    assert per_word.end[last_of_first] == -1800.0
+    second = min(i for i, u in enumerate(units) if u.kind == PHONE and u.word == 2)
+    skip_one = dict(capped.arcs[second])[last_of_first]
+    assert skip_one == -600.0  # a word left out mid-sentence still costs skip_penalty

@@ -153,6 +153,7 @@ class PocketsphinxAligner:
             skip_penalty=cfg.skip_penalty,
             garbage_penalty=cfg.garbage_penalty,
             insert_penalty=cfg.insert_penalty,
+            stop_penalty=cfg.stop_penalty,
         )
         segs = speech_in_silences(segs, senscr, dbfs, self.model.mdef)
         return ForcedResult(segs, senscr), loop

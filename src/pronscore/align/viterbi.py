@@ -116,9 +116,14 @@ class _Graph:
     end: dict[int, float]
 
 
-def _graph(units: list[_Unit], n_words: int, skip: float, insert: float) -> _Graph:
+def _graph(
+    units: list[_Unit], n_words: int, skip: float, insert: float, stop: float | None = None
+) -> _Graph:
     """Junction ``j`` is entered at point A_j and left at point B_j; B_j leads to word ``j``
-    or, skipping it, to A_{j+1}. Points are not emitting, so they are folded into arcs."""
+    or, skipping it, to A_{j+1}. Points are not emitting, so they are folded into arcs.
+    Skipping every word up to the end costs at most ``stop``: a learner who stops early leaves
+    out a run of words at once, which must not cost more than one word left out mid-sentence
+    costs several times over."""
     sil = {u.word: i for i, u in enumerate(units) if u.kind == SILENCE}
     gar = {u.word: i for i, u in enumerate(units) if u.kind == FILLER}
     first = {}
@@ -131,14 +136,19 @@ def _graph(units: list[_Unit], n_words: int, skip: float, insert: float) -> _Gra
     def from_b(j: int) -> dict[int, float]:
         """Entries reachable from B_j (-1 is the end), with their skip costs."""
         out: dict[int, float] = {}
+
+        def skipped(k: int) -> float:  # log domain: a penalty lowers the score
+            cost = (k - j) * skip
+            return -min(cost, stop) if k == n_words and stop is not None and k > j else -cost
+
         for k in range(j, n_words + 1):
-            cost = -(k - j) * skip  # log domain: a penalty lowers the score
+            cost = skipped(k)
             if k < n_words:
                 out[first[k]] = cost
             if k > j:
                 out[sil[k]] = cost
                 out[gar[k]] = cost
-        out[-1] = -(n_words - j) * skip
+        out[-1] = skipped(n_words)
         return out
 
     def from_a(j: int) -> dict[int, float]:
@@ -188,6 +198,7 @@ def viterbi_align(
     skip_penalty: float = ModelConfig.skip_penalty,
     garbage_penalty: float = ModelConfig.garbage_penalty,
     insert_penalty: float = ModelConfig.insert_penalty,
+    stop_penalty: float | None = ModelConfig.stop_penalty,
 ) -> tuple[WordSeg, ...]:
     """Align ``prons`` on per-frame senone scores (``T x n_sen`` int16, best senone 0).
 
@@ -203,7 +214,8 @@ def viterbi_align(
     if n_t == 0:
         raise AlignmentFailed("no frames to align")
     units = _units(prons, mdef)
-    graph = _graph(units, len(prons), float(skip_penalty), float(insert_penalty))
+    stop = None if stop_penalty is None else float(stop_penalty)
+    graph = _graph(units, len(prons), float(skip_penalty), float(insert_penalty), stop)
     emit, stay, move = _model(senscr, units, mdef, tmat, float(garbage_penalty))
     path = _search(emit, stay, move, graph)
     return _segments(path, emit, stay, move, units, prons, mdef)
