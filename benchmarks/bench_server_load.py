@@ -145,7 +145,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=None, help="server default when omitted")
     ap.add_argument("--max-queue", type=int, default=32)
-    ap.add_argument("--timeout", type=float, default=30.0, help="the server's --timeout")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="the server's --timeout (its default if omitted)",
+    )
     ap.add_argument("--utterances", type=int, default=200, help="at most this many, spread")
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
@@ -155,7 +160,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "pronscore.cli", "serve", "--port", str(port),
            "--model", args.model, "--max-queue", str(args.max_queue),
-           "--timeout", str(args.timeout), "--log-level", "warning"]  # fmt: skip
+           "--log-level", "warning"]  # fmt: skip
+    if args.timeout is not None:  # a server from before --timeout existed can be measured too
+        cmd += ["--timeout", str(args.timeout)]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     t0 = time.monotonic()
@@ -166,7 +173,7 @@ def main() -> None:
     stop_at = 0.0
 
     def client(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=args.timeout + 30) as c:
+        with httpx.Client(base_url=url, timeout=(args.timeout or 30.0) + 30) as c:
             i = offset
             while time.monotonic() < stop_at:
                 name, payload, text = utts[i % len(utts)]
@@ -208,8 +215,10 @@ def main() -> None:
     ok = [lat for lat, code in results if code == 200]
     failed = len(results) - len(ok)
     cores = min(info["workers"], len(os.sched_getaffinity(0)))
-    print(f"{args.clients} clients x {args.seconds:g} s on loopback; server {info['mode']}, "
-          f"{info['workers']} workers, --max-queue {args.max_queue}, --timeout {args.timeout:g}, "
+    timeout = "default" if args.timeout is None else f"{args.timeout:g}"
+    mode = info.get("mode", "threads")  # servers before worker processes had no "mode"
+    print(f"{args.clients} clients x {args.seconds:g} s on loopback; server {mode}, "
+          f"{info['workers']} workers, --max-queue {args.max_queue}, --timeout {timeout}, "
           f"model {args.model}; {len(utts)} utterances ({source}); machine: "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
     print(f"server startup (to /health): {startup:.1f} s")
@@ -224,7 +233,7 @@ def main() -> None:
     if ok:  # what the machine's load does not change much, unlike wall time
         print(f"CPU per scored utterance (server + workers): {cpu / len(ok):.2f} s")
     keys = ("scored", "cancelled", "dropped", "timed_out", "rejected")
-    print("server counters: " + ", ".join(f"{k} {final[k]}" for k in keys))
+    print("server counters: " + ", ".join(f"{k} {final.get(k, 'n/a')}" for k in keys))
     print(f"peak RSS, server + workers: {peak_rss / 2**20:.0f} MB")
 
 
