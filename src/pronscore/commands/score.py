@@ -125,12 +125,15 @@ def format_assessment(a: Assessment, *, color: bool = False, header: str | None 
             + (f"({p.heard}?)" if p.heard else "")
             for p in w.phones
         )
-        flag = " *" if w.mispronounced else ""
+        flag = " (not read)" if w.status == "omitted" else " *" if w.mispronounced else ""
         lines.append(
             f"{w.text.ljust(width)}  {_num(w.accuracy, 10.0, 8, color)}"
             f"  {_num(w.stress, 10.0, 6, color)}  {_num(w.total, 10.0, 5, color)}"
             f"  {phones}{flag}"
         )
+    if a.inserted:
+        spans = ", ".join(f"{s:.2f}-{e:.2f} s" for s, e in a.inserted)
+        lines.append(f"extra speech (not in the text): {spans}")
     lines.append("")
     lines.append(
         "scores: utterance and word 0-10, phone 0-2 (Speechocean762); * mispronounced; "

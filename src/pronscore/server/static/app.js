@@ -170,7 +170,8 @@ function render(a) {
     box.style.setProperty("--c", colour(main, 10));
     box.dataset.total = main === null ? "" : String(main);
     const t = el("div", "text", w.text.toLowerCase());
-    if (w.mispronounced) { t.classList.add("mis"); t.title = "likely mispronounced"; }
+    if (w.status === "omitted") { t.classList.add("mis"); t.title = "not read"; t.textContent += " (not read)"; }
+    else if (w.mispronounced) { t.classList.add("mis"); t.title = "likely mispronounced"; }
     box.append(t);
     box.append(el("div", "nums", `acc ${fmt(w.accuracy)} · stress ${fmt(w.stress)} · total ${fmt(w.total)}`));
     const ph = el("div", "phones");
