@@ -185,6 +185,7 @@ def test_speech_span_cuts_padding_but_not_into_speech() -> None:
     frame = 400  # edges are found to within one 25 ms analysis frame
     assert SAMPLE_RATE - frame < start <= SAMPLE_RATE  # the margin stops at digital silence
     assert 2 * SAMPLE_RATE <= end < 2 * SAMPLE_RATE + frame
+    assert speech_span(np.zeros(16000, np.float32)) == (0, 16000)  # silence is kept whole
     quiet = np.r_[np.full(8000, 1e-3, np.float32), x, np.full(8000, 1e-3, np.float32)]
     start, end = speech_span(quiet, margin_s=0.2)
     assert 8000 - 3200 - frame < start <= 8000 - 3200  # 0.2 s of the room kept

@@ -157,9 +157,9 @@ def test_record_from_the_microphone_and_score(browser, base_url: str) -> None:
     _wait(browser, lambda d: d.find_element(By.ID, "rec-time").get_attribute("data-samples"), 15)
     samples = int(browser.find_element(By.ID, "rec-time").get_attribute("data-samples"))
     assert 16_000 <= samples <= 16_000 * 4  # ~1.5 s at 16 kHz, encoded in the page
-    page = _submit_and_read(browser)  # a fake microphone beeps: no speech, so no alignment
-    assert page["status"] == "failed", page
-    assert page["reason"].startswith("Could not score: ") and "does not fit" in page["reason"]
+    page = _submit_and_read(browser)  # a fake microphone beeps: none of the words is heard
+    assert page["status"] == "mismatch", page
+    assert page["reason"].startswith("Could not score: ") and "none of the text" in page["reason"]
     assert page["message"] == "Scored with problems — see the note."
     assert set(page["scores"].values()) == {"0.0"} and page["words"] == ["we", "call", "it", "bear"]
 

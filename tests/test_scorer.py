@@ -102,12 +102,12 @@ def test_mismatched_sentence_scores_lower(
 @pytest.mark.realdata
 @pytest.mark.xfail(
     strict=True,
-    reason="known bug: README promises status 'failed' for a sentence that was not read; on "
-    "'we call it bear' audio the result is 'ok', accuracy 6.4, PLEASE 9.1 and THE 8.5 unflagged",
+    reason="known limit (issue 11): another sentence read in place of the text is not caught; on "
+    "'we call it bear' audio the result is 'ok' with most words read and unflagged",
 )
-def test_a_sentence_not_said_fails_with_a_reason(scorer: Scorer, bear: np.ndarray) -> None:
+def test_a_sentence_not_said_is_a_mismatch(scorer: Scorer, bear: np.ndarray) -> None:
     a = scorer.score(bear, "Please open the window before lunch")
-    assert a.status == "failed" and a.reason
+    assert a.status == "mismatch" and a.reason
     assert [w.mispronounced for w in a.words] == [True] * 6
 
 
@@ -129,7 +129,7 @@ def test_silence_fails_with_reason_and_zero_scores(scorer: Scorer) -> None:
 def test_noise_never_crashes(scorer: Scorer) -> None:
     noise = 0.3 * np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
     a = scorer.score(noise, TEXT)
-    assert a.status == "failed" and "does not fit" in a.reason
+    assert a.status == "mismatch" and "none of the text" in a.reason  # no word of it heard
     assert a.utterance.total == 0.0 and [w.mispronounced for w in a.words] == [True] * 4
     _in_range(a)
 

@@ -106,7 +106,7 @@ def test_silence_and_noise_are_results_not_errors(client: TestClient) -> None:
     noise = 0.3 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE)
     r = post(client, wav(noise.astype(np.float32)))
     assert r.status_code == 200
-    assert r.json()["status"] == "failed" and "does not fit" in r.json()["reason"]
+    assert r.json()["status"] == "mismatch" and "none of the text" in r.json()["reason"]
 
 
 def test_bad_audio_and_text_are_422_with_a_clear_message(client: TestClient) -> None:

@@ -238,7 +238,7 @@ def speech_span(
     levels = frame_dbfs(x)
     heard = np.flatnonzero(levels >= DIGITAL_SILENCE_DBFS)
     loud = np.flatnonzero(levels >= speech_level(levels) - below_db)
-    if loud.size == 0:
+    if heard.size == 0 or loud.size == 0:  # digital silence: nothing to cut it down to
         return 0, x.size
     hop, frame, margin = 160, 400, int(margin_s * SAMPLE_RATE)
     # the margin never reaches into digital silence (padding): it would change the statistics
