@@ -38,3 +38,23 @@ def test_train_default_writes_a_servable_model_with_scorer_metrics(
         corpus_dir / "WAVE/SPEAKER0001/000010011.flac", "We call it bear"
     )
     assert a.status == "ok" and [w.status for w in a.words] == ["read"] * 4
+
+
+def test_model_card_reports_cross_validation_when_given() -> None:
+    from pronscore.commands.train_default import model_card
+
+    m = {"pcc": 0.8, "ci95": [0.7, 0.9], "mse": 1.0, "n": 10}
+    level = {"utterance": {"total": m}, "word": {"accuracy": m}, "phone": {"accuracy": m}}
+    subgroups = {"child": {"utterance": {"total": {**m, "pcc": 0.4}}}, "adult": level}
+    cv = {
+        "n_folds": 5,
+        "n_utterances": 2500,
+        "n_speakers": 125,
+        "folds": [level] * 5,
+        "pooled": {**level, "subgroups": subgroups},
+    }
+    card = model_card(level, 2260, cv=cv)
+    assert "## Speaker-grouped cross-validation" in card
+    assert "| utterance | total | 0.800 [0.700, 0.900] | 1.000 | 10 |" in card
+    assert "child utterance total 0.400 [0.700, 0.900]" in card
+    assert "Speaker-grouped" not in model_card(level, 2260)
