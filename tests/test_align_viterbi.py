@@ -197,3 +197,21 @@ def test_stopping_early_costs_at_most_the_stop_penalty() -> None:
     second = min(i for i, u in enumerate(units) if u.kind == PHONE and u.word == 2)
     skip_one = dict(capped.arcs[second])[last_of_first]
     assert skip_one == -600.0  # a word left out mid-sentence still costs skip_penalty
+
+
+def test_the_aligner_picks_the_variant_that_was_said(say, aligner) -> None:
+    x = say("I read books every day")  # espeak says the present tense, R IY D
+    words = [("I", ("AY1",)), ("READ", ("R", "EH1", "D")), ("BOOKS", ("B", "UH1", "K", "S")),
+             ("EVERY", ("EH1", "V", "R", "IY0")), ("DAY", ("D", "EY1"))]  # fmt: skip
+    for first, second in (
+        (("R", "EH1", "D"), ("R", "IY1", "D")),
+        (("R", "IY1", "D"), ("R", "EH1", "D")),
+    ):
+        variants = [[p] for _, p in words]
+        variants[1] = [first, second]
+        out = aligner.run(x, [*words[:1], ("READ", first), *words[2:]], variants=variants)
+        assert out.alignment.ok
+        assert out.words[1] == ("READ", ("R", "IY1", "D"))  # whichever was listed first
+        assert [p.phone for p in out.alignment.words[1].phones] == ["R", "IY1", "D"]
+    plain = aligner.run(x, words)  # without variants the given phones are aligned
+    assert plain.words[1] == ("READ", ("R", "EH1", "D"))

@@ -104,3 +104,12 @@ def test_bad_lexicon(tmp_path: Path) -> None:
     p.write_text("BEAR B XX R\n")
     with pytest.raises(CorpusError, match="unknown phone 'XX'"):
         read_lexicon(p)
+
+
+def test_variants_list_every_pronunciation_of_the_source_that_has_the_word() -> None:
+    lex = Lexicon({"READ": [("R", "IY1", "D"), ("R", "EH1", "D")]})
+    got = lex.pronounce_variants("I read")
+    assert [[v.phones for v in vs] for vs in got][1] == [("R", "IY1", "D"), ("R", "EH1", "D")]
+    assert [v.source for v in got[0]] == ["cmudict"] and got[0][0] == lex.lookup("I")
+    assert [p.phones for p in lex.pronounce("I read")][1] == ("R", "IY1", "D")  # the first
+    assert len(Lexicon().variants("zorblax")) == 1  # the fallback's one guess

@@ -253,15 +253,26 @@ class Scorer:
         (see :func:`pronscore.audio.array_to_mono_16k`). ``pronunciations`` (one per word of
         ``text``) replace the lexicon's: evaluation scores a corpus with its annotated phones.
         """
-        prons = list(pronunciations) if pronunciations is not None else self.pronounce(text)
+        variants = None
+        if pronunciations is not None:
+            prons = list(pronunciations)
+        else:  # the lexicon's variants of each word: the aligner picks what was said
+            options = self.lexicon.pronounce_variants(text)
+            prons = [o[0] for o in options]
+            variants = [[tuple(v.phones) for v in o] for o in options]
         samples = self.load(audio, sample_rate=sample_rate, max_duration=max_duration)
         words = [(p.word, tuple(p.phones)) for p in prons]
         with self._lock:
             if hasattr(self.head, "predict_utterance"):
                 return self._finish(prons, None, self.head.predict_utterance(samples, words))
             feats = extract_utterance(
-                samples, words, extractor=self.extractor, sources=[p.source for p in prons]
+                samples,
+                words,
+                extractor=self.extractor,
+                sources=[p.source for p in prons],
+                variants=variants,
             )
+        prons = _picked(prons, feats)
         if feats.utterance["status"] != "ok":
             reason = feats.utterance.get("reason") or "alignment failed"
             return failed_assessment(prons, reason, status=feats.utterance["status"])
@@ -353,6 +364,14 @@ def _clip(value: float | None, top: float) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(min(max(float(value), 0.0), top), 3)
+
+
+def _picked(prons: list[Pronunciation], feats: UtteranceFeatures) -> list[Pronunciation]:
+    """The pronunciations with the phones the aligner picked among their variants."""
+    phones: list[list[str]] = [[] for _ in prons]
+    for row in feats.phones:
+        phones[row["word_index"]].append(row["phone"])
+    return [replace(p, phones=tuple(ph)) if ph else p for p, ph in zip(prons, phones, strict=True)]
 
 
 def _omitted(word: WordAssessment) -> WordAssessment:

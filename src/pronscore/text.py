@@ -185,19 +185,36 @@ class Lexicon:
         return None
 
     def pronounce(self, text: str) -> list[Pronunciation]:
-        """Normalise ``text`` and look up every word.
+        """Normalise ``text`` and look up every word (its first listed pronunciation).
 
         A hyphenated word is one word when a lexicon lists it (``X-RAY``), otherwise its parts
         are (``TEDDY-BEAR`` -> ``TEDDY``, ``BEAR``), so each part gets a real pronunciation.
         """
-        out: list[Pronunciation] = []
+        return [self.lookup(w) for w in self.words(text)]
+
+    def pronounce_variants(self, text: str) -> list[list[Pronunciation]]:
+        """Every listed pronunciation of every word of ``text``, the first one first."""
+        return [self.variants(w) for w in self.words(text)]
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` as they are looked up (normalised, hyphens resolved)."""
+        out: list[str] = []
         for w in normalize_words(text):
-            whole = self._listed(w) if "-" in w else None
-            if "-" in w and whole is None:
-                out += [self.lookup(part) for part in w.split("-")]
+            if "-" in w and self._listed(w) is None:
+                out += w.split("-")
             else:
-                out.append(whole or self.lookup(w))
+                out.append(w)
         return out
+
+    def variants(self, word: str) -> list[Pronunciation]:
+        """All pronunciations of the source that lists ``word`` (corpus lexicon, else
+        CMUdict), or the fallback's one."""
+        w = word.upper()
+        if w in self._entries:
+            return [Pronunciation(w, p, "corpus") for p in self._entries[w]]
+        if self._use_cmudict and _cmudict().get(w.lower()):
+            return [Pronunciation(w, tuple(p), "cmudict") for p in _cmudict()[w.lower()]]
+        return [self.lookup(w)]
 
 
 # Greedy longest-match letter-to-sound rules: crude, but every English spelling gets *some*

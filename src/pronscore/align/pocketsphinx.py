@@ -35,6 +35,7 @@ from pronscore.acoustic.pocketsphinx import (
 from pronscore.align.base import Alignment, PhoneSegment, WordSegment
 from pronscore.align.viterbi import (
     GARBAGE,
+    choose_variants,
     coverage_problem,
     speech_in_silences,
     viterbi_align,
@@ -60,6 +61,7 @@ class AlignerOutput:
     phone_scores: np.ndarray | None  # (T, 42) nats, columns MODEL_PHONES, best phone = 0
     loop: tuple[LoopSeg, ...] = ()  # free phone loop segments (frames, score in model units)
     silences: tuple[tuple[int, int], ...] = ()  # aligned filler (silence/noise) spans
+    words: tuple[WordPron, ...] = ()  # the pronunciations aligned (variants resolved)
 
 
 def as_word_prons(pronunciations: Sequence[Pronunciation | WordPron]) -> list[WordPron]:
@@ -105,8 +107,12 @@ class PocketsphinxAligner:
         pronunciations: Sequence[Pronunciation | WordPron],
         *,
         phone_loop: bool | None = None,
+        variants: Sequence[Sequence[tuple[str, ...]]] | None = None,
     ) -> AlignerOutput:
-        """Align and keep per-frame phone scores (+ the free phone loop when enabled)."""
+        """Align and keep per-frame phone scores (+ the free phone loop when enabled).
+
+        ``variants`` (per word, its lexicon's pronunciations, the given one first): the viterbi
+        aligner picks for each word the one the audio fits best, and aligns that."""
         words = as_word_prons(pronunciations)
         x = np.asarray(samples)
         total = n_frames(x) if x.ndim == 1 else 0
@@ -132,7 +138,8 @@ class PocketsphinxAligner:
         prons = [p for _, p in words]
         try:
             if self.config.aligner == "viterbi":  # one decoder pass; the loop comes for free
-                forced, loop = self._viterbi(raw, prons, frame_dbfs(x))
+                forced, loop, prons = self._viterbi(raw, prons, frame_dbfs(x), variants)
+                words = [(t, p) for (t, _), p in zip(words, prons, strict=True)]
                 loop = loop if use_loop else ()
             else:
                 forced = self.model.force_align(raw, prons)
@@ -142,21 +149,25 @@ class PocketsphinxAligner:
         return _build(words, forced, loop)
 
     def _viterbi(
-        self, raw: bytes, prons: list[tuple[str, ...]], dbfs: np.ndarray
-    ) -> tuple[ForcedResult, tuple[LoopSeg, ...]]:
+        self,
+        raw: bytes,
+        prons: list[tuple[str, ...]],
+        dbfs: np.ndarray,
+        variants: Sequence[Sequence[tuple[str, ...]]] | None = None,
+    ) -> tuple[ForcedResult, tuple[LoopSeg, ...], list[tuple[str, ...]]]:
         senscr, loop = self.model.senones_and_loop(raw)
         cfg = self.config
-        segs = viterbi_align(
-            senscr,
-            prons,
-            self.model.mdef,
-            skip_penalty=cfg.skip_penalty,
-            garbage_penalty=cfg.garbage_penalty,
-            insert_penalty=cfg.insert_penalty,
-            stop_penalty=cfg.stop_penalty,
-        )
+        penalties = {
+            "skip_penalty": cfg.skip_penalty,
+            "garbage_penalty": cfg.garbage_penalty,
+            "insert_penalty": cfg.insert_penalty,
+            "stop_penalty": cfg.stop_penalty,
+        }
+        if variants is not None and any(len(v) > 1 for v in variants):
+            prons = choose_variants(senscr, variants, self.model.mdef, **penalties)
+        segs = viterbi_align(senscr, prons, self.model.mdef, **penalties)
         segs = speech_in_silences(segs, senscr, dbfs, self.model.mdef)
-        return ForcedResult(segs, senscr), loop
+        return ForcedResult(segs, senscr), loop, prons
 
 
 def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -209,4 +220,5 @@ def _build(words: list[WordPron], forced: ForcedResult, loop: tuple[LoopSeg, ...
     if problem is not None:
         return AlignerOutput(Alignment.failed(problem, n, FRAME_RATE, status="mismatch"), None)
     alignment = Alignment(words=tuple(out), n_frames=n, frame_rate=FRAME_RATE, inserted=inserted)
-    return AlignerOutput(alignment, phone_frame_scores(forced.senscr), loop, fillers)
+    scores = phone_frame_scores(forced.senscr)
+    return AlignerOutput(alignment, scores, loop, fillers, tuple(words))

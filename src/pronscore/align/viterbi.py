@@ -217,8 +217,39 @@ def viterbi_align(
     stop = None if stop_penalty is None else float(stop_penalty)
     graph = _graph(units, len(prons), float(skip_penalty), float(insert_penalty), stop)
     emit, stay, move = _model(senscr, units, mdef, tmat, float(garbage_penalty))
-    path = _search(emit, stay, move, graph)
+    path, _ = _search(emit, stay, move, graph)
     return _segments(path, emit, stay, move, units, prons, mdef)
+
+
+def choose_variants(
+    senscr: np.ndarray,
+    variants: Sequence[Sequence[Sequence[str]]],
+    mdef: Mdef | None = None,
+    **penalties: float | None,
+) -> list[tuple[str, ...]]:
+    """For each word, the pronunciation (of its ``variants``, first = default) under which the
+    best path through the whole utterance scores highest; one word at a time, the others held at
+    their current choice (greedy: a few extra searches over the same senone scores)."""
+    mdef = mdef or default_mdef()
+    tmat = default_tmat()
+    chosen = [tuple(v[0]) for v in variants]
+
+    def score(prons: list[tuple[str, ...]]) -> float:
+        units = _units(prons, mdef)
+        stop = penalties.get("stop_penalty")
+        graph = _graph(units, len(prons), float(penalties["skip_penalty"]),
+                       float(penalties["insert_penalty"]), stop)  # fmt: skip
+        emit, stay, move = _model(senscr, units, mdef, tmat, float(penalties["garbage_penalty"]))
+        return _search(emit, stay, move, graph)[1]
+
+    best = score(chosen)
+    for i, options in enumerate(variants):
+        for option in options[1:]:
+            trial = [*chosen[:i], tuple(option), *chosen[i + 1 :]]
+            got = score(trial)
+            if got > best:
+                best, chosen = got, trial
+    return chosen
 
 
 def _model(senscr, units, mdef, tmat, garbage_penalty):
@@ -235,8 +266,9 @@ def _model(senscr, units, mdef, tmat, garbage_penalty):
     return emit, stay, move
 
 
-def _search(emit, stay, move, graph: _Graph) -> np.ndarray:
-    """Best state path ``(T,)``: stay, move to the next state of a unit, or take an arc."""
+def _search(emit, stay, move, graph: _Graph) -> tuple[np.ndarray, float]:
+    """Best state path ``(T,)`` and its score: stay, move to the next state of a unit, or take
+    an arc."""
     n_t, s_n = emit.shape
     dest = np.array(sorted(graph.arcs), dtype=np.int64)  # units with incoming arcs
     k_max = max(len(a) for a in graph.arcs.values())
@@ -271,6 +303,7 @@ def _search(emit, stay, move, graph: _Graph) -> np.ndarray:
         delta = best + emit[t]
     finals = {3 * u + 2: c for u, c in graph.end.items()}
     s = max(finals, key=lambda f: delta[f] + finals[f])
+    total = float(delta[s] + finals[s])
     if not np.isfinite(delta[s]):
         raise AlignmentFailed("no alignment path: the text does not fit the audio")
     path = np.empty(n_t, dtype=np.int64)
@@ -279,7 +312,7 @@ def _search(emit, stay, move, graph: _Graph) -> np.ndarray:
         path[t] = s
         code = int(back[t, s])
         s = s if code == 0 else s - 1 if code == 1 else int(src[row[s // 3], code - 2])
-    return path
+    return path, total
 
 
 def _segments(path, emit, stay, move, units, prons, mdef) -> tuple[WordSeg, ...]:

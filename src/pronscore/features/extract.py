@@ -260,11 +260,14 @@ def extract_utterance(
     *,
     extractor: Extractor,
     sources: Sequence[str] | None = None,
+    variants: Sequence[Sequence[tuple[str, ...]]] | None = None,
 ) -> UtteranceFeatures:
     """Align ``words`` (text, canonical phones with stress) on 16 kHz mono ``samples``.
 
     ``sources`` gives each word's lexicon source (``corpus``/``cmudict``/``fallback``) so that
     fallback pronunciations are flagged in ``w_fallback`` / ``u_n_fallback_words``.
+    ``variants`` (per word, its pronunciations, the given one first) let the aligner pick the
+    one the audio fits; the rows then carry the phones it picked.
     """
     cfg = extractor.config
     words = [(str(t), tuple(p)) for t, p in words]
@@ -279,7 +282,8 @@ def extract_utterance(
         start, end = speech_span(valid, below_db=cfg.trim_db)
         x = valid = valid[start:end]
         offset, duration = start / SAMPLE_RATE, valid.size / SAMPLE_RATE
-    out = extractor.aligner.run(x, words)
+    out = extractor.aligner.run(x, words, variants=variants)
+    words = list(out.words) or words  # the variants picked (a failed alignment picks none)
     al = out.alignment
     n = (
         al.n_frames
