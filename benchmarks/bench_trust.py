@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pronscore.audio import add_noise, band_limit
+
 SR = 16000
 
 
@@ -58,16 +60,11 @@ def mp3(x: np.ndarray, kbps: int = 32) -> np.ndarray:
 
 
 def band8k(x: np.ndarray) -> np.ndarray:
-    import soxr
-
-    return soxr.resample(soxr.resample(x, SR, 8000), 8000, SR).astype(np.float32)
+    return band_limit(x, 8000)
 
 
 def noise(x: np.ndarray, snr_db: float = 10.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = rng.standard_normal(x.size).astype(np.float32)
-    scale = np.sqrt(np.mean(x**2) / (np.mean(n**2) * 10 ** (snr_db / 10)))
-    return np.clip(x + scale * n, -1, 1).astype(np.float32)
+    return add_noise(x, snr_db, seed)
 
 
 DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -227,3 +227,22 @@ def test_negatives_spec_errors(feats, tmp_path) -> None:
         with_negatives(train, f"{other}:train_neg", out)
     with pytest.raises(CorpusError, match="in more than one split"):
         with_negatives(train, f"{out}:train", out)
+
+
+def test_channel_copies_keep_words_and_labels_and_change_the_audio() -> None:
+    import numpy as np
+
+    from pronscore.training.negatives import CHANNEL
+
+    plan = plan_negatives(ROWS, NegativeOptions(kinds=("band-8k", "noise")))
+    assert [n.row["id"] for n in plan[:2]] == [f"{ROWS[0]['id']}#8k", f"{ROWS[0]['id']}#noise"]
+    for n in plan:
+        source = ROWS[n.source_index]
+        assert {**n.row, "id": source["id"]} == source and n.donor is None
+    x = (0.3 * np.sin(2 * np.pi * 6000 * np.arange(16000) / 16000)).astype(np.float32)
+    narrow = CHANNEL["band-8k"](x, 0)  # a 6 kHz tone does not pass a phone line (4 kHz)
+    assert narrow.shape == x.shape and np.sqrt(np.mean(narrow**2)) < 0.01 * np.sqrt(np.mean(x**2))
+    noisy = CHANNEL["noise"](x, 1)
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((noisy - x) ** 2))
+    assert snr == pytest.approx(15.0, abs=0.1)
+    np.testing.assert_array_equal(noisy, CHANNEL["noise"](x, 1))  # seeded by the source row

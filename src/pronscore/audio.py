@@ -268,3 +268,19 @@ def to_int16_bytes(samples: np.ndarray) -> bytes:
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV (for fixtures and examples)."""
     sf.write(str(path), np.asarray(samples, dtype=np.float32), sample_rate, subtype="PCM_16")
+
+
+def band_limit(samples: np.ndarray, rate: int = 8000) -> np.ndarray:
+    """16 kHz audio as a ``rate`` recording would give it (down and up again): a phone line."""
+    import soxr
+
+    x = np.asarray(samples, dtype=np.float32)
+    return soxr.resample(soxr.resample(x, SAMPLE_RATE, rate), rate, SAMPLE_RATE).astype(np.float32)
+
+
+def add_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """White noise at ``snr_db`` below the recording's mean power (seeded, clipped to [-1, 1])."""
+    x = np.asarray(samples, dtype=np.float32)
+    n = np.random.default_rng(seed).standard_normal(x.size).astype(np.float32)
+    scale = np.sqrt(np.mean(x**2) / (np.mean(n**2) * 10 ** (snr_db / 10)))
+    return np.clip(x + scale * n, -1, 1).astype(np.float32)

@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 
 from pronscore.errors import PronscoreError
-from pronscore.training.negatives import KINDS, NegativeOptions, make_negatives
+from pronscore.training.negatives import ALL_KINDS, KINDS, NegativeOptions, make_negatives
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset_dir", help="DATASET_DIR written by `pronscore prepare`")
     p.add_argument("--out", required=True, help="FEATURES_DIR to add the split to")
-    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated negative kinds")
+    p.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"comma-separated kinds among {', '.join(ALL_KINDS)} (default: the two negatives)",
+    )
     p.add_argument("--per-utt", type=int, default=1, help="negatives of each kind per utterance")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="train", help="dataset split the audio comes from")

@@ -15,6 +15,10 @@ each made from a dataset row and extracted exactly like the real rows (same extr
     0, its stress kept; the other words keep their labels; utterance accuracy, completeness and
     total scaled by the share of words kept; fluency and prosodic kept.
 
+``band-8k`` / ``noise`` (ids ``<id>#8k`` / ``<id>#noise``)
+    Channel copies: the recording band-limited to 8 kHz, or in white noise at 15 dB SNR, with
+    its own words and human labels (not negatives; made the same way, asked for by ``kinds``).
+
 With ``per_utt`` > 1 the later copies are ``#other2``, ``#sub2``, ... Each source row draws
 from its own random stream (seed, row index), so a run over the first N rows makes the same
 negatives as a longer one: ``limit`` can grow on resume. The split (default ``train_neg``)
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from pronscore.audio import add_noise, band_limit
 from pronscore.errors import CorpusError
 from pronscore.features.cache import UtteranceCache, atomic_write_json
 from pronscore.features.extract import (
@@ -52,7 +57,15 @@ from pronscore.features.extract import (
 from pronscore.text import base_phone
 
 KINDS = ("other-text", "substitute")
-SUFFIX = {"other-text": "other", "substitute": "sub"}
+CHANNEL_SNR_DB = 15.0
+CHANNEL = {
+    "band-8k": lambda x, seed: band_limit(x, 8000),
+    "noise": lambda x, seed: add_noise(x, CHANNEL_SNR_DB, seed),
+}
+"""Channel copies: the recording through a phone line or in white noise, its text and human
+labels unchanged (training for scores that do not move with the microphone)."""
+ALL_KINDS = (*KINDS, *CHANNEL)
+SUFFIX = {"other-text": "other", "substitute": "sub", "band-8k": "8k", "noise": "noise"}
 LONG_SENTENCE = 8
 """From this many words on, a substitute negative replaces two words."""
 SETTINGS_FILE = "negatives.json"
@@ -67,9 +80,9 @@ class NegativeOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        bad = [k for k in self.kinds if k not in KINDS]
+        bad = [k for k in self.kinds if k not in ALL_KINDS]
         if bad or not self.kinds:
-            raise ValueError(f"negative kinds must be among {', '.join(KINDS)} (got {bad})")
+            raise ValueError(f"negative kinds must be among {', '.join(ALL_KINDS)} (got {bad})")
         if self.per_utt < 1:
             raise ValueError(f"per_utt must be at least 1 (got {self.per_utt})")
 
@@ -244,6 +257,8 @@ def plan_negatives(
 
 
 def _one(kind, row, uid, i, rows, donors, vocab, rng, used) -> Negative | None:
+    if kind in CHANNEL:  # same words and labels, other audio (made by the worker)
+        return Negative({**row, "id": uid}, i, kind, None)
     if kind == "other-text":
         j = donors.pick(row, rng, used)
         if j is None:
@@ -286,6 +301,8 @@ class _NegativeWorker:
     def __call__(self, k: int) -> str:
         neg = self.plan[k]
         samples = np.asarray(self.audio[neg.source_index]["audio"], dtype=np.float32)
+        if neg.kind in CHANNEL:
+            samples = CHANNEL[neg.kind](samples, neg.source_index)
         record, frames = extract_row(neg.row, samples, self.extractor)
         record["utterance"].update(synthetic=neg.kind, donor=neg.donor)
         self.cache.write(neg.row["id"], record, frames)
