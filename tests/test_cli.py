@@ -45,3 +45,19 @@ def test_closed_stdout_pipe_exits_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait() == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_encoder_option_sets_the_whisper_location_for_every_scoring_command(monkeypatch) -> None:
+    import argparse
+
+    from pronscore.commands import encoder
+    from pronscore.features.deep import WHISPER_ENV, whisper_model
+
+    monkeypatch.setenv(WHISPER_ENV, "before")  # restored after the test
+    for command in ("score", "evaluate", "serve"):
+        parser = argparse.ArgumentParser()
+        __import__(f"pronscore.commands.{command}", fromlist=["x"]).add_arguments(parser)
+        args = parser.parse_args(["x", "--data", "d"] if command == "evaluate" else [])
+        assert args.encoder is None
+    encoder.apply(argparse.Namespace(encoder="some/folder"))
+    assert whisper_model() == "some/folder"

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from pronscore.commands import encoder
 from pronscore.dataset import load_split, split_references
 from pronscore.evaluation.metrics import N_BOOTSTRAP, evaluate_assessments, format_table
 from pronscore.runs import load_predictor
@@ -17,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="DATASET_DIR written by `pronscore prepare`")
     p.add_argument("--split", default="dev", help="split to score (dev, test, ...)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON")
+    encoder.add_argument(p)
     p.add_argument("--out", help="also write the metrics JSON to this file")
     p.add_argument("--predictions", help="write predictions as JSON lines (id + assessment)")
     p.add_argument("--plots", help="write prediction-vs-human scatter PNGs into this folder")
@@ -44,6 +46,7 @@ def predict(model: str, data: str, split: str, *, jobs: int, progress: bool) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    encoder.apply(args)
     refs, meta = split_references(load_split(args.data, args.split))
     hyps, path = predict(
         args.run_dir, args.data, args.split, jobs=max(1, args.jobs), progress=not args.quiet

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pronscore.commands import encoder
 from pronscore.errors import CorpusError, PronscoreError
 from pronscore.schema import Assessment
 
@@ -37,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", help="the sentence that was read")
     p.add_argument("--model", default="default", help="'default' or a trained RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the Assessment JSON")
+    encoder.add_argument(p)
     p.add_argument(
         "--color",
         choices=("auto", "always", "never"),
@@ -52,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    encoder.apply(args)
     from pronscore.scorer import Scorer
 
     if args.batch:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from pronscore.commands import encoder
 from pronscore.constants import MAX_DURATION_S
 from pronscore.errors import PronscoreError
 from pronscore.parallel import usable_cores
@@ -42,9 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds a request may wait and be scored, else 504 (default: 30)",
     )
     p.add_argument("--log-level", default="info", help="uvicorn log level")
+    encoder.add_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    encoder.apply(args)
     import uvicorn
 
     from pronscore.server.app import ServerConfig, create_app
