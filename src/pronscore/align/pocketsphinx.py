@@ -40,15 +40,12 @@ from pronscore.align.viterbi import (
     speech_in_silences,
     viterbi_align,
 )
-from pronscore.audio import frame_dbfs, validate_samples
+from pronscore.audio import frame_dbfs, is_silent, validate_samples
 from pronscore.errors import AlignmentFailed, AudioError
 from pronscore.text import Pronunciation
 
 WordPron = tuple[str, tuple[str, ...]]
 """(word text, canonical phones with stress)."""
-
-SILENCE_DBFS = -50.0
-"""Audio whose loudest 25 ms frame stays below this is not aligned (reason: silent)."""
 
 MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
 
@@ -131,7 +128,7 @@ class PocketsphinxAligner:
         n_phones = sum(len(p) for _, p in words)
         if total < MIN_FRAMES_PER_PHONE * n_phones:
             return failed(f"audio too short ({total} frames) for {n_phones} phones")
-        if float(np.max(frame_dbfs(x))) < SILENCE_DBFS:
+        if is_silent(x):  # loudest 25 ms frame below audio.SILENCE_DBFS
             return failed("audio is silent")
         raw = samples_to_raw(x)
         use_loop = self.phone_loop if phone_loop is None else phone_loop
