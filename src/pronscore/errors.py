@@ -52,3 +52,8 @@ class AlignmentFailed(PronscoreError):
 
 class ModelError(PronscoreError):
     """A checkpoint that cannot be found, parsed or does not fit the code."""
+
+
+class NotServable(ModelError):
+    """A trained head the Scorer cannot run on single recordings (yet): evaluation falls back
+    to the run kind's own split predictor."""

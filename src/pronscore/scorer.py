@@ -48,13 +48,14 @@ from pronscore.constants import (
     UTTERANCE_SCALE,
     WORD_SCALE,
 )
-from pronscore.errors import AudioError, ModelError
+from pronscore.errors import AudioError, ModelError, NotServable
 from pronscore.features.extract import (
     Extractor,
     ExtractorConfig,
     SplitFeatures,
     UtteranceFeatures,
     extract_utterance,
+    extractor_config_of,
     feature_frame,
 )
 from pronscore.runs import load_predictor, read_run_config
@@ -107,14 +108,9 @@ class ScorerConfig:
 def features_scorer_config(features_dir: str | os.PathLike) -> ScorerConfig | None:
     """A scorer that extracts features the way ``FEATURES_DIR/meta.json`` says they were made
     (a head must see features made like its training features); ``None`` without meta.json."""
-    path = Path(features_dir) / "meta.json"
-    if not path.is_file():
+    if not (Path(features_dir) / "meta.json").is_file():
         return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        return ScorerConfig(extractor=ExtractorConfig.from_dict(meta.get("extractor") or {}))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ModelError(f"invalid features meta ({exc})", path=path) from exc
+    return ScorerConfig(extractor=extractor_config_of(features_dir))
 
 
 def read_scorer_config(model_dir: Path) -> ScorerConfig:
@@ -159,7 +155,7 @@ class Scorer:
         source_dir: Path | None = None,
     ) -> None:
         if not (hasattr(head, "predict_features") or hasattr(head, "predict_utterance")):
-            raise ModelError(
+            raise NotServable(
                 f"{type(head).__name__} cannot score single recordings "
                 "(needs predict_features or predict_utterance)"
             )

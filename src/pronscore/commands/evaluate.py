@@ -30,15 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def predict(model: str, data: str, split: str, *, jobs: int, progress: bool) -> tuple[dict, str]:
     """Assessments of every utterance and how they were made: through the Scorer (the path
     users run) wherever it can load the model, else the run kind's own split predictor."""
-    from pronscore.errors import ModelError
+    from pronscore.errors import NotServable
     from pronscore.evaluation.scoring import score_split
     from pronscore.scorer import Scorer
 
     try:
         scorer = Scorer.from_pretrained(model)
-    except ModelError as err:
-        if "cannot score single recordings" not in err.reason:
-            raise
+    except NotServable as err:
         print(f"evaluate: {err.reason}; using its split predictor", file=sys.stderr)
         return load_predictor(model).predict_split(data, split, jobs=jobs), "split predictor"
     hyps = score_split(model, data, split, jobs=jobs, scorer=scorer, progress=progress)

@@ -107,7 +107,7 @@ def train_default(
     from pronscore.dataset import load_split, split_references
     from pronscore.evaluation.metrics import evaluate_assessments
     from pronscore.evaluation.scoring import score_split
-    from pronscore.features.extract import RECOMMENDED, extract_dataset
+    from pronscore.features.extract import RECOMMENDED, extract_dataset, extractor_config_of
     from pronscore.scorer import LEXICON_FILE, SCORER_FILE, ScorerConfig, packaged_lexicon
 
     out = Path(out_dir)
@@ -121,17 +121,13 @@ def train_default(
             progress=progress,
             config=RECOMMENDED,
         )
-    meta_path = feats / "meta.json"
-    if not meta_path.is_file():
-        raise CorpusError("not a FEATURES_DIR (no meta.json)", path=feats)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model = tmp / "model"
         extra = _train_head(feats, model, seed, negatives)
-        config = ScorerConfig.from_dict({"extractor": meta["extractor"]})
         (model / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 

@@ -561,6 +561,20 @@ def run_tasks(
             bar.update()
 
 
+def extractor_config_of(features_dir: str | Path) -> ExtractorConfig:
+    """The extractor config in ``FEATURES_DIR/meta.json`` (how its features were made): the
+    one reader of it, for scorers, negatives and extraction that must match a head's features."""
+    path = Path(features_dir) / "meta.json"
+    if not path.is_file():
+        raise CorpusError("not a FEATURES_DIR (no meta.json)", path=path)
+    try:
+        return ExtractorConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["extractor"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorpusError(
+            f"unreadable extractor config: {exc}", path=path, field="extractor"
+        ) from None
+
+
 def write_meta(out: Path, config: ExtractorConfig) -> None:
     """Write ``meta.json``; a FEATURES_DIR made with another config is an error."""
     meta = {

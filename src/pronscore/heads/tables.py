@@ -8,7 +8,6 @@ aggregates of the phone and word features).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +132,7 @@ def features_for_split(
     head must see features made the way its training features were).
     """
     from pronscore.dataset import load_split
-    from pronscore.features.extract import ExtractorConfig, extract_dataset, load_features
+    from pronscore.features.extract import extract_dataset, extractor_config_of, load_features
 
     ids = {str(i) for i in load_split(dataset_dir, split)["id"]}
     config = None
@@ -144,8 +143,7 @@ def features_for_split(
             if set(feats.utterances["id"].astype(str)) == ids:
                 return feats
         if (fdir / "meta.json").is_file():
-            meta = json.loads((fdir / "meta.json").read_text(encoding="utf-8"))
-            config = ExtractorConfig.from_dict(meta.get("extractor") or {})
+            config = extractor_config_of(fdir)
     root = Path(cache_dir) / "features-cache"
     extract_dataset(dataset_dir, root, splits=[split], jobs=jobs, config=config)
     return load_features(root, split)

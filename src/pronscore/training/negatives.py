@@ -50,6 +50,7 @@ from pronscore.features.extract import (
     SplitFeatures,
     concat_features,
     extract_row,
+    extractor_config_of,
     load_features,
     run_resumable,
     write_meta,
@@ -314,19 +315,6 @@ def _config_for(out: Path, config: ExtractorConfig | None) -> ExtractorConfig:
     if config is not None:
         return config
     return extractor_config_of(out) if (out / "meta.json").is_file() else RECOMMENDED
-
-
-def extractor_config_of(features_dir: str | os.PathLike) -> ExtractorConfig:
-    """The extractor config in ``FEATURES_DIR/meta.json``."""
-    path = Path(features_dir) / "meta.json"
-    if not path.is_file():
-        raise CorpusError("not a FEATURES_DIR (no meta.json)", path=path)
-    try:
-        return ExtractorConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["extractor"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorpusError(
-            f"unreadable extractor config: {exc}", path=path, field="extractor"
-        ) from None
 
 
 def _check_settings(split_dir: Path, settings: dict[str, Any]) -> None:
