@@ -49,6 +49,7 @@ from pronscore.constants import (
     WORD_SCALE,
 )
 from pronscore.errors import AudioError, ModelError, NotServable
+from pronscore.features.encoder import PhoneVectors
 from pronscore.features.extract import (
     Extractor,
     ExtractorConfig,
@@ -69,9 +70,20 @@ _SF_OPENING = re.compile(r"Error opening <[^>]*>: ")
 Audio = str | os.PathLike | bytes | BinaryIO | np.ndarray
 
 
+SHIPPED = ("default", "whisper")
+"""Models shipped inside the package: ``default`` (pocketsphinx only, fully embedded) and
+``whisper`` (adds per-phone Whisper-base encoder vectors; the encoder itself is resolved at
+scoring time, see :mod:`pronscore.features.encoder`)."""
+
+
+def shipped_dir(name: str = "default") -> Path:
+    """The folder of a shipped model (``pronscore/pretrained/<name>``)."""
+    return Path(str(resources.files("pronscore") / "pretrained" / name))
+
+
 def default_dir() -> Path:
     """The model shipped inside the package (``pronscore/pretrained/default``)."""
-    return Path(str(resources.files("pronscore") / "pretrained" / "default"))
+    return shipped_dir("default")
 
 
 def packaged_lexicon() -> Path:
@@ -128,16 +140,19 @@ def read_scorer_config(model_dir: Path) -> ScorerConfig:
 
 
 def _resolve(name_or_dir: str | os.PathLike) -> tuple[str, Path]:
-    if str(name_or_dir) == "default":
-        path = default_dir()
+    name = str(name_or_dir)
+    if name in SHIPPED:
+        path = shipped_dir(name)
         if not (path / "config.json").is_file():
             raise ModelError(
-                "the default model is not installed (run `pronscore train default`)", path=path
+                f"the {name} model is not installed (run `pronscore train default`)", path=path
             )
-        return "default", path
+        return name, path
     path = Path(name_or_dir)
     if not path.is_dir():
-        raise ModelError("model folder not found (use 'default' or a RUN_DIR)", path=path)
+        raise ModelError(
+            "model folder not found (use 'default', 'whisper' or a RUN_DIR)", path=path
+        )
     return str(path), path
 
 
@@ -153,6 +168,7 @@ class Scorer:
         lexicon_path: Path | None = None,
         name: str = "custom",
         source_dir: Path | None = None,
+        vectors: PhoneVectors | None = None,
     ) -> None:
         if not (hasattr(head, "predict_features") or hasattr(head, "predict_utterance")):
             raise NotServable(
@@ -166,13 +182,17 @@ class Scorer:
         self.name = name
         self.source_dir = source_dir
         self.extractor = Extractor(self.config.extractor)
+        spec = getattr(head, "encoder", None)  # heads that read per-phone encoder vectors
+        self.vectors = vectors or (PhoneVectors(spec) if spec is not None else None)
+        if self.vectors is not None:
+            self.vectors.load()  # now: a missing encoder is an error at start-up, not mid-scoring
         self._lock = threading.Lock()  # pocketsphinx decoders are not thread-safe
 
     # ------------------------------------------------------------------ loading and saving
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike = "default") -> Scorer:
-        """``"default"`` (shipped in the package) or any trained RUN_DIR / saved scorer."""
+        """``"default"`` / ``"whisper"`` (shipped in the package) or any trained RUN_DIR."""
         name, path = _resolve(name_or_dir)
         read_run_config(path)  # clear ModelError when config.json is missing or bad
         config = read_scorer_config(path)
@@ -183,13 +203,15 @@ class Scorer:
         return cls(head, config=config, lexicon_path=lex_path, name=name, source_dir=path)
 
     def fork(self) -> Scorer:
-        """A scorer with its own decoders that shares the (read-only) head and lexicon."""
+        """A scorer with its own decoders that shares the (read-only) head, lexicon and
+        encoder (inference only)."""
         return Scorer(
             self.head,
             config=self.config,
             lexicon_path=self.lexicon_path,
             name=self.name,
             source_dir=self.source_dir,
+            vectors=self.vectors,
         )
 
     def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
@@ -268,14 +290,25 @@ class Scorer:
                 sources=[p.source for p in prons],
                 variants=variants,
             )
-        prons = _picked(prons, feats)
-        if feats.utterance["status"] != "ok":
-            reason = feats.utterance.get("reason") or "alignment failed"
-            return failed_assessment(prons, reason, status=feats.utterance["status"])
-        hyp = self.head.predict_features(single_split(feats, UTT_ID))
+            prons = _picked(prons, feats)
+            if feats.utterance["status"] != "ok":
+                reason = feats.utterance.get("reason") or "alignment failed"
+                return failed_assessment(prons, reason, status=feats.utterance["status"])
+            vectors = self._phone_vectors(samples, feats)
+        hyp = self.head.predict_features(single_split(feats, UTT_ID, vectors))
         if UTT_ID not in hyp:
             raise ModelError(f"{type(self.head).__name__} returned no prediction")
         return self._finish(prons, feats, hyp[UTT_ID])
+
+    def _phone_vectors(self, samples: np.ndarray, feats: UtteranceFeatures) -> np.ndarray | None:
+        """The encoder vectors of the aligned phones, for heads that read them: the same stage
+        as ``pronscore features --encoder``, on the recording as loaded (times are the
+        recording's)."""
+        if self.vectors is None:
+            return None
+        starts = [r.get("start") for r in feats.phones]
+        ends = [r.get("end") for r in feats.phones]
+        return self.vectors(samples, starts, ends)
 
     def _finish(
         self, prons: list[Pronunciation], feats: UtteranceFeatures | None, hyp: Assessment
@@ -436,15 +469,24 @@ def failed_assessment(
 class _MemorySplit(SplitFeatures):
     """A one-utterance :class:`SplitFeatures` whose frames live in memory."""
 
-    def __init__(self, utts: Any, words: Any, phones: Any, frames: dict[str, np.ndarray]) -> None:
-        super().__init__(utts, words, phones, Path())
+    def __init__(
+        self,
+        utts: Any,
+        words: Any,
+        phones: Any,
+        frames: dict[str, np.ndarray],
+        phone_vectors: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(utts, words, phones, Path(), (), phone_vectors)
         object.__setattr__(self, "_frames", frames)
 
     def frames(self, utt_id: str) -> dict[str, np.ndarray]:
         return self._frames  # type: ignore[attr-defined]
 
 
-def single_split(feats: UtteranceFeatures, utt_id: str = UTT_ID) -> SplitFeatures:
+def single_split(
+    feats: UtteranceFeatures, utt_id: str = UTT_ID, phone_vectors: np.ndarray | None = None
+) -> SplitFeatures:
     """The rows of one extracted utterance as the DataFrames a FEATURES_DIR split holds."""
     utt = {"id": utt_id, **feats.utterance, "speaker": None, "age": None, "gender": None}
     tables = [
@@ -455,4 +497,4 @@ def single_split(feats: UtteranceFeatures, utt_id: str = UTT_ID) -> SplitFeature
             [{"id": utt_id, **r} for r in feats.phones],
         )
     ]
-    return _MemorySplit(*tables, frames=feats.frames)
+    return _MemorySplit(*tables, frames=feats.frames, phone_vectors=phone_vectors)

@@ -14,7 +14,9 @@ from pronscore.runs import load_predictor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a shipped model name ('default') or a trained RUN_DIR")
+    p.add_argument(
+        "run_dir", help="a shipped model name ('default', 'whisper') or a trained RUN_DIR"
+    )
     p.add_argument("--data", required=True, help="DATASET_DIR written by `pronscore prepare`")
     p.add_argument("--split", default="dev", help="split to score (dev, test, ...)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON")

@@ -1,4 +1,5 @@
-"""Align every utterance with pocketsphinx and extract GOP / prosody features (resumable).
+"""Align every utterance with pocketsphinx and extract GOP / prosody features (resumable);
+with ``--encoder``, also per-phone encoder vectors (:mod:`pronscore.features.encoder`).
 
 Defaults: :data:`pronscore.features.extract.RECOMMENDED` (the shipped default's settings).
 """
@@ -6,6 +7,7 @@ Defaults: :data:`pronscore.features.extract.RECOMMENDED` (the shipped default's 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pronscore.acoustic.pocketsphinx import ModelConfig
 from pronscore.features.extract import RECOMMENDED, ExtractorConfig, extract_dataset
@@ -47,6 +49,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=rec.trim_db,
         help="cut leading/trailing audio this far below the speech level ('none': keep)",
     )
+    p.add_argument(
+        "--encoder",
+        metavar="ID_OR_PATH",
+        help="also pool this Whisper encoder's hidden states over every aligned phone "
+        "(hub id, e.g. openai/whisper-base, or a local folder); models trained on these "
+        "features read them",
+    )
+    p.add_argument(
+        "--layers",
+        default="4",
+        help="encoder hidden states to pool, e.g. 4, 3-6 or 2,4,6 (0 = embeddings; default 4)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,5 +83,21 @@ def run(args: argparse.Namespace) -> int:
             trim_db=args.trim_db,
         ),
     )
+    if args.encoder:
+        from pronscore.features.encoder import EncoderSpec, extract_split_vectors, parse_layers
+
+        # a local folder is recorded absolute, so runs trained here score from any folder
+        local = Path(args.encoder)
+        model = str(local.resolve()) if local.is_dir() else args.encoder
+        spec = EncoderSpec(model=model, layers=parse_layers(args.layers))
+        for split in splits or _splits_in(out):
+            extract_split_vectors(
+                args.dataset_dir, out, split, spec, threads=max(1, args.jobs),
+                progress=not args.quiet,
+            )  # fmt: skip
     print(f"features written to {out}")
     return 0
+
+
+def _splits_in(features_dir) -> list[str]:
+    return sorted(p.parent.name for p in features_dir.glob("*/utterances.parquet"))

@@ -36,7 +36,7 @@ GREEN, YELLOW, RED, DIM, BOLD, RESET = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="?", help="audio file (WAV, FLAC, OGG; any rate)")
     p.add_argument("--text", help="the sentence that was read")
-    p.add_argument("--model", default="default", help="'default' or a trained RUN_DIR")
+    p.add_argument("--model", default="default", help="'default', 'whisper' or a trained RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the Assessment JSON")
     encoder.add_argument(p)
     p.add_argument(

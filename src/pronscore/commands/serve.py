@@ -17,7 +17,7 @@ from pronscore.parallel import usable_cores
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="default", help="'default' or a trained RUN_DIR")
+    p.add_argument("--model", default="default", help="'default', 'whisper' or a trained RUN_DIR")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted (MB)")
     p.add_argument(
         "--max-duration", type=float, default=MAX_DURATION_S, help="longest audio accepted (s)"

@@ -21,7 +21,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pronscore.commands import encoder as encoder_option
 from pronscore.errors import CorpusError
+from pronscore.features.deep import DEFAULT_WHISPER
 
 HEAD_KIND = "gop-gbt"
 """The head of the default model (fast, robust to odd inputs, a few MB of text trees)."""
@@ -43,10 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CV_DIR",
         help="`pronscore cv` output of the same recipe, reported in the model card",
     )
+    p.add_argument(
+        "--encoder-name",
+        default=DEFAULT_WHISPER,
+        help="with FEATURES_DIR made by `features --encoder`: the encoder name the model "
+        "records (resolved when scoring from --encoder / $PRONSCORE_WHISPER, else from the "
+        f"Hugging Face cache or hub; default {DEFAULT_WHISPER})",
+    )
+    encoder_option.add_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    encoder_option.apply(args)  # where the dev scoring finds the encoder
     metrics = train_default(
         args.data,
         args.out,
@@ -56,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         cv_dir=args.cv,
         progress=not args.quiet,
+        encoder_name=args.encoder_name,
     )
     from pronscore.evaluation.metrics import format_table
 
@@ -65,10 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_head(
-    features_dir: Path, out: Path, seed: int, negatives: str | None = None
+    features_dir: Path,
+    out: Path,
+    seed: int,
+    negatives: str | None = None,
+    encoder_name: str = DEFAULT_WHISPER,
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
     only); saved as a RUN_DIR."""
+    from pronscore.features.encoder import read_spec
     from pronscore.features.extract import load_features
     from pronscore.heads.gbt import GbtConfig
     from pronscore.training.gbt import fit_gbt
@@ -79,7 +96,10 @@ def _train_head(
     if negatives:
         train = with_negatives(train, negatives, features_dir)
     dev = load_features(features_dir, "dev")
-    head, dev_pcc = fit_gbt(train, dev, GbtConfig(feature_set="all", seed=seed))
+    spec = read_spec(features_dir)
+    spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
+    config = GbtConfig(feature_set="all", seed=seed)
+    head, dev_pcc = fit_gbt(train, dev, config, encoder=spec)
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
     head.extra.update({
@@ -89,7 +109,7 @@ def _train_head(
         "negatives": negatives,
     })  # fmt: skip
     head.save_pretrained(out)
-    return head.extra
+    return {**head.extra, "encoder": spec}
 
 
 def train_default(
@@ -102,6 +122,7 @@ def train_default(
     negatives: str | None = None,
     cv_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    encoder_name: str = DEFAULT_WHISPER,
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
     from pronscore.dataset import load_split, split_references
@@ -127,7 +148,7 @@ def train_default(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model = tmp / "model"
-        extra = _train_head(feats, model, seed, negatives)
+        extra = _train_head(feats, model, seed, negatives, encoder_name)
         (model / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -138,7 +159,9 @@ def train_default(
         metrics["split"] = "dev"
         (model / "metrics_dev.json").write_text(json.dumps(metrics, indent=2) + "\n")
         cv = read_cv(cv_dir) if cv_dir else None
-        card = model_card(metrics, extra["n_train_utterances"], extra["n_train_negatives"], cv)
+        card = model_card(
+            metrics, extra["n_train_utterances"], extra["n_train_negatives"], cv, extra["encoder"]
+        )
         (model / "README.md").write_text(card, encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -197,14 +220,19 @@ guide to unseen speakers than the 240 dev utterances.
 {table}
 
 Subgroups: {groups}. Utterance total per fold: {folds}.
-Reproduce: `pronscore cv gop-gbt --features data/feats --folds {cv["n_folds"]} --out runs/cv`.
 """
 
 
 def model_card(
-    metrics: dict[str, Any], n_train: int, n_negatives: int = 0, cv: dict[str, Any] | None = None
+    metrics: dict[str, Any],
+    n_train: int,
+    n_negatives: int = 0,
+    cv: dict[str, Any] | None = None,
+    encoder: Any = None,
 ) -> str:
-    """The model card (README.md) of the default scorer, with its dev (and CV) metrics."""
+    """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
+    features had encoder vectors), with its dev (and CV) metrics."""
+    name = "whisper" if encoder is not None else "default"
     rows = [
         f"| {level} | {aspect} | {_row(metrics.get(level, {}).get(aspect, {}))} |"
         for level, aspects in (
@@ -227,7 +255,29 @@ def model_card(
         if n_negatives
         else ""
     )
-    return f"""# pronscore default scorer
+    enc_model = (
+        f"""- Encoder stage: the hidden states {", ".join(map(str, encoder.layers))} of the
+  Whisper-base encoder (`{encoder.model}`, MIT licence; not in the package: `--encoder PATH` or
+  `$PRONSCORE_WHISPER` names a local copy, else the Hugging Face cache/hub), run on the
+  recording's own length and averaged over each aligned phone. A phone classifier trained here
+  (`phone_classifier.safetensors`, on the phones experts scored 2) turns each vector into a
+  GOP over the encoder (`p_enc_*`: canonical log posterior, margin over the best rival).
+"""
+        if encoder is not None
+        else ""
+    )
+    feats_cmd = (
+        f"pronscore features data/so762 --out data/feats-enc --jobs 2 --encoder "
+        f"../shared/models/whisper-base-encoder --layers {','.join(map(str, encoder.layers))}"
+        if encoder is not None
+        else "pronscore features data/so762 --out data/feats --jobs 2"
+    )
+    fdir, enc_flag = (
+        ("data/feats-enc", " \\\n        --encoder ../shared/models/whisper-base-encoder")
+        if encoder is not None
+        else ("data/feats", "")
+    )
+    return f"""# pronscore {name} scorer
 
 Scores English read speech against its text offline: utterance accuracy, completeness,
 fluency, prosodic and total (0-10), word accuracy, stress and total (0-10) with a
@@ -246,8 +296,8 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
   posteriors), durations, and word/utterance prosody (pauses, rate, F0 and energy statistics).
   Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, the phone
   the free loop chose for most of its frames, when that is another phone.
-- Head: LightGBM gradient-boosted trees on all features (kind `{HEAD_KIND}`, text model files
-  + JSON config, no pickles).
+{enc_model}- Head: LightGBM gradient-boosted trees on all features (kind `{HEAD_KIND}`, text
+  model files + JSON config, no pickles).
 - Pronunciations: the Speechocean762 lexicon (`lexicon.txt`, CC BY 4.0), then CMUdict, then
   a rule-based letter-to-sound fallback (flagged in the result's `reason`).
 
@@ -265,7 +315,7 @@ are held out as `dev`).{neg} Licence CC BY 4.0.
 
 {metrics.get("n_utterances", "?")} held-out dev utterances (speakers unseen in training);
 Pearson correlation with the experts' scores, bootstrap 95% CI over utterances, MSE, n.
-Measured through the Scorer, as `pronscore evaluate default --data data/so762 --split dev`
+Measured through the Scorer, as `pronscore evaluate {name} --data data/so762 --split dev`
 does. Dev also chose the trees' size and number (early stopping), so these are slightly
 optimistic; 240 utterances of 12 speakers rank models unreliably (`pronscore cv` gives
 speaker-grouped cross-validation over train + dev).
@@ -298,10 +348,10 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
 ## Reproduce
 
     pronscore prepare ../shared/data/speechocean762 --out data/so762
-    pronscore features data/so762 --out data/feats --jobs 2
-    pronscore cv gop-gbt --features data/feats --folds 5 --out runs/cv
-    pronscore train default --data data/so762 --features data/feats --out runs/default --jobs 2 \\
-        --cv runs/cv
+    {feats_cmd}
+    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}
+    pronscore train default --data data/so762 --features {fdir} --out runs/{name} --jobs 2 \\
+        --cv runs/cv-{name}{enc_flag}
 
 Made {date.today().isoformat()}.
 """

@@ -191,6 +191,7 @@ class SplitFeatures:
     phones: Any
     frames_dir: Path
     more_frames_dirs: tuple[Path, ...] = ()  # splits pooled by concat_features keep their frames
+    phone_vectors: Any = None  # (rows of phones, D) encoder vectors, or None (features/encoder)
 
     def frames_path(self, utt_id: str) -> Path:
         """Where an utterance's frame file is (the first frames folder that has it)."""
@@ -209,14 +210,19 @@ class SplitFeatures:
         """The rows of the utterances ``ids`` (table order kept, index reset)."""
         keep_ids = {str(i) for i in ids}
 
-        def keep(df: Any) -> Any:
-            return df[df["id"].astype(str).isin(keep_ids)].reset_index(drop=True)
+        def mask(df: Any) -> Any:
+            return df["id"].astype(str).isin(keep_ids).to_numpy()
 
+        def keep(df: Any) -> Any:
+            return df[mask(df)].reset_index(drop=True)
+
+        vectors = self.phone_vectors
         return replace(
             self,
             utterances=keep(self.utterances),
             words=keep(self.words),
             phones=keep(self.phones),
+            phone_vectors=None if vectors is None else vectors[mask(self.phones)],
         )
 
 
@@ -235,7 +241,17 @@ def concat_features(splits: Sequence[SplitFeatures]) -> SplitFeatures:
         return pd.concat([getattr(s, name) for s in splits], ignore_index=True)
 
     dirs = [d for s in splits for d in (s.frames_dir, *s.more_frames_dirs)]
-    return SplitFeatures(cat("utterances"), cat("words"), cat("phones"), dirs[0], tuple(dirs[1:]))
+    vectors = [s.phone_vectors for s in splits]
+    if any(v is None for v in vectors):
+        vectors = [None]  # a split without encoder vectors: the pool has none
+    return SplitFeatures(
+        cat("utterances"),
+        cat("words"),
+        cat("phones"),
+        dirs[0],
+        tuple(dirs[1:]),
+        None if vectors[0] is None else np.concatenate(vectors),
+    )
 
 
 def _position(i: int, n: int) -> str:
@@ -666,8 +682,11 @@ def extract_dataset(
 
 
 def load_features(features_dir: str | Path, split: str) -> SplitFeatures:
-    """Read ``FEATURES_DIR/<split>/{utterances,words,phones}.parquet``."""
+    """Read ``FEATURES_DIR/<split>/{utterances,words,phones}.parquet`` (and the split's encoder
+    vectors when ``pronscore features --encoder`` made them)."""
     import pandas as pd
+
+    from pronscore.features.encoder import load_split_vectors
 
     d = Path(features_dir) / split
     tables = {}
@@ -676,4 +695,7 @@ def load_features(features_dir: str | Path, split: str) -> SplitFeatures:
         if not path.is_file():
             raise CorpusError(f"no {name}.parquet (run `pronscore features`)", path=path)
         tables[name] = pd.read_parquet(path)
-    return SplitFeatures(tables["utterances"], tables["words"], tables["phones"], d / "frames")
+    vectors = load_split_vectors(features_dir, split, tables["phones"])
+    return SplitFeatures(
+        tables["utterances"], tables["words"], tables["phones"], d / "frames", (), vectors
+    )

@@ -23,7 +23,9 @@ from pronscore.constants import (
     WORD_SCALE,
 )
 from pronscore.errors import ModelError
+from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
+from pronscore.heads.phone_classifier import PhoneClassifier
 from pronscore.heads.tables import features_for_split, phone_table, utterance_table, word_table
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
@@ -72,6 +74,9 @@ class GbtHead:
     features: dict[str, list[str]] = field(default_factory=dict)  # level -> columns
     extra: dict = field(default_factory=dict)  # saved into config.json (features_dir, metrics)
     run_dir: Path | None = None  # where it was loaded from: home of its features cache
+    # encoder-vector models: which vectors they read and the classifier that makes them columns
+    encoder: EncoderSpec | None = None
+    classifier: PhoneClassifier | None = None
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -84,7 +89,7 @@ class GbtHead:
 
     def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
         """Assessments for every utterance of a FEATURES_DIR split (or one scored utterance)."""
-        utts, words, phones = split.utterances, split.words, split.phones
+        utts, words, phones = split.utterances, split.words, self.phone_rows(split)
         u_tab = utterance_table(utts, words, phones, self.config.feature_set)
         u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         w_pred = {}
@@ -92,9 +97,24 @@ class GbtHead:
             w_tab = word_table(words, phones, utts)
             w_pred = {a: self._predict("word", w_tab, f"y_{a}") for a in WORD_ASPECTS}
         p_pred = (
-            self._predict("phone", phone_table(phones, words), "y_score") if len(phones) else None
+            self._predict("phone", phone_table(phones, words, utts), "y_score")
+            if len(phones)
+            else None
         )
         return assemble(utts, words, phones, u_pred, w_pred, p_pred)
+
+    def phone_rows(self, split: SplitFeatures) -> pd.DataFrame:
+        """The split's phone rows, with the classifier's ``p_enc_*`` columns when the head has
+        one (its GOP over encoder vectors)."""
+        if self.classifier is None:
+            return split.phones
+        if split.phone_vectors is None:
+            raise ModelError(
+                "this model reads encoder vectors: extract features with `pronscore features "
+                "--encoder` (a Scorer computes them itself)"
+            )
+        cols = self.classifier.columns(split.phone_vectors, split.phones["base_phone"])
+        return split.phones.assign(**cols)
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -110,6 +130,11 @@ class GbtHead:
             "models": sorted(self.boosters),
             **self.extra,
         }
+        if self.classifier is not None:
+            if self.encoder is None:
+                raise ModelError("a head with a phone classifier needs its encoder spec to save")
+            self.classifier.save(out)
+            config["encoder"] = self.encoder.to_dict()
         (out / "config.json").write_text(json.dumps(config, indent=2))
 
     @classmethod
@@ -131,8 +156,16 @@ class GbtHead:
             if not path.is_file():
                 raise ModelError("model file missing", path=path)
             boosters[name] = lgb.Booster(model_file=str(path))
-        extra = {k: v for k, v in config.items() if k not in ("kind", "gbt", "features", "models")}
-        return cls(gbt_config, boosters, features, extra, d)
+        own = ("kind", "gbt", "features", "models", "encoder")
+        extra = {k: v for k, v in config.items() if k not in own}
+        encoder = classifier = None
+        if config.get("encoder"):
+            try:
+                encoder = EncoderSpec.from_dict(config["encoder"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelError(f"malformed encoder ({exc!r})", path=d / "config.json") from exc
+            classifier = PhoneClassifier.load(d)
+        return cls(gbt_config, boosters, features, extra, d, encoder, classifier)
 
     def predict_split(
         self, dataset_dir: str | Path, split: str, *, jobs: int = 1

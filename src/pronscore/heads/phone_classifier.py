@@ -1,0 +1,100 @@
+"""A phone classifier over per-phone encoder vectors, and the GOP-like columns it gives.
+
+Trained on the phones experts scored fully correct (``training/phone_classifier.py``), it says
+how much a phone's encoder vector looks like the canonical phone and how much like its best
+rival: the encoder's analogue of pocketsphinx's LPP / LPR (Witt & Young's GOP over a
+segment classifier). Its columns join the phone table (``p_enc_*``), so the GBT head's phone,
+word and utterance tables use them like any other phone feature.
+
+Inference is numpy (a 2-layer MLP with tanh-GELU): no torch import for scoring. Weights are
+a safetensors file, never a pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pronscore.errors import ModelError
+from pronscore.text import PHONE_INDEX, PHONES
+
+WEIGHTS_FILE = "phone_classifier.safetensors"
+COLUMNS = ("p_enc_lpp", "p_enc_lpr", "p_enc_best", "p_enc_entropy")
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class PhoneClassifier:
+    """Standardise -> Linear -> GELU -> Linear -> log-softmax over :data:`PHONES`."""
+
+    mean: np.ndarray  # (D,)
+    scale: np.ndarray  # (D,)
+    w1: np.ndarray  # (D, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H, n_phones)
+    b2: np.ndarray  # (n_phones,)
+
+    def log_posteriors(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N, n_phones); NaN rows stay NaN."""
+        x = (np.asarray(vectors, dtype=np.float32) - self.mean) / self.scale
+        return log_softmax(gelu_tanh(x @ self.w1 + self.b1) @ self.w2 + self.b2)
+
+    def columns(self, vectors: np.ndarray, base_phones) -> dict[str, np.ndarray]:
+        """The ``p_enc_*`` columns for phones with canonical ``base_phones`` (NaN without a
+        vector: a phone the aligner gave no time)."""
+        if vectors.shape[1] != self.mean.shape[0]:
+            raise ModelError(
+                f"encoder vectors have {vectors.shape[1]} values, the phone classifier was "
+                f"trained on {self.mean.shape[0]} (another encoder or other layers?)"
+            )
+        logp = self.log_posteriors(vectors)
+        return phone_columns(logp, np.array([PHONE_INDEX[p] for p in base_phones], dtype=int))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        names = ("mean", "scale", "w1", "b1", "w2", "b2")
+        return {n: np.ascontiguousarray(getattr(self, n), dtype=np.float32) for n in names}
+
+    def save(self, out_dir: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        save_file(self.arrays(), str(Path(out_dir) / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> PhoneClassifier:
+        from safetensors.numpy import load_file
+
+        path = Path(run_dir) / WEIGHTS_FILE
+        if not path.is_file():
+            raise ModelError("phone classifier weights missing", path=path)
+        a = load_file(str(path))
+        try:
+            clf = cls(a["mean"], a["scale"], a["w1"], a["b1"], a["w2"], a["b2"])
+        except KeyError as exc:
+            raise ModelError(f"phone classifier weights lack {exc}", path=path) from None
+        if clf.w2.shape[1] != len(PHONES):
+            raise ModelError(f"phone classifier has {clf.w2.shape[1]} outputs", path=path)
+        return clf
+
+
+def phone_columns(logp: np.ndarray, canonical: np.ndarray) -> dict[str, np.ndarray]:
+    """Log posterior of the canonical phone, its margin over the best other phone, whether it
+    is the top phone, and the posterior's entropy."""
+    rows = np.arange(len(canonical))
+    lpp = logp[rows, canonical]
+    rivals = logp.copy()
+    rivals[rows, canonical] = -np.inf
+    with np.errstate(invalid="ignore"):
+        best = (logp.argmax(axis=1) == canonical).astype(np.float64)
+        entropy = -(np.exp(logp) * logp).sum(axis=1)
+    best[~np.isfinite(lpp)] = np.nan
+    return dict(zip(COLUMNS, (lpp, lpp - rivals.max(axis=1), best, entropy), strict=True))
