@@ -13,7 +13,10 @@ KINDS: dict[str, tuple[str, str]] = {
     # kind: (module, help)
     "gop-gbt": ("pronscore.commands.train_gop", "GOP features + gradient-boosted trees"),
     "gop-blstm": ("pronscore.commands.train_gop", "GOP features + 2-layer BLSTM + MLP"),
-    "default": ("pronscore.commands.train_default", "the shipped default scorer (GBT + card)"),
+    "default": (
+        "pronscore.commands.train_default",
+        "a shipped scorer: default (pocketsphinx features) or whisper (+ --encoder features)",
+    ),
     "hier": ("pronscore.commands.train_hier", "hierarchical attention scorer (Lin & Wang 2021)"),
     "ssl": ("pronscore.commands.train_ssl", "SSL encoder + head, fine-tuned (seed 000)"),
 }

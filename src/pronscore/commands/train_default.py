@@ -256,10 +256,10 @@ def model_card(
         else ""
     )
     enc_model = (
-        f"""- Encoder stage: the hidden states {", ".join(map(str, encoder.layers))} of the
-  Whisper-base encoder (`{encoder.model}`, MIT licence; not in the package: `--encoder PATH` or
-  `$PRONSCORE_WHISPER` names a local copy, else the Hugging Face cache/hub), run on the
-  recording's own length and averaged over each aligned phone. A phone classifier trained here
+        f"""- Encoder stage: hidden state(s) {", ".join(map(str, encoder.layers))} (0 = embeddings)
+  of the Whisper-base encoder (`{encoder.model}`, MIT licence; not in the package: `--encoder
+  PATH` or `$PRONSCORE_WHISPER` names a local copy, else the Hugging Face cache/hub), run on
+  the recording's own length and averaged over each aligned phone. A phone classifier trained here
   (`phone_classifier.safetensors`, on the phones experts scored 2) turns each vector into a
   GOP over the encoder (`p_enc_*`: canonical log posterior, margin over the best rival).
 """

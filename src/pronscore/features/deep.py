@@ -81,13 +81,21 @@ class WhisperFrames:
     def __init__(self, path: str | Path, *, threads: int = 1) -> None:
         import torch
         from transformers import AutoFeatureExtractor, WhisperForAudioClassification
+        from transformers.utils import logging as hf_logging
 
         torch.set_num_threads(threads)
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the classifier's unused head is "missing": expected
+        hf_logging.disable_progress_bar()  # a scorer's output is its result, not load progress
         try:
             model = WhisperForAudioClassification.from_pretrained(str(path), dtype=torch.float32)
             self.fe = AutoFeatureExtractor.from_pretrained(str(path))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load Whisper encoder ({exc})", path=str(path)) from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         self.encoder = model.encoder.eval()
         self.n_layers = len(self.encoder.layers) + 1
         self.dim = int(self.encoder.config.d_model)

@@ -65,9 +65,11 @@ class PhoneClassifier:
         return {n: np.ascontiguousarray(getattr(self, n), dtype=np.float32) for n in names}
 
     def save(self, out_dir: str | Path) -> None:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file(self.arrays(), str(Path(out_dir) / WEIGHTS_FILE))
+        from pronscore.features.cache import atomic_write_bytes
+
+        atomic_write_bytes(Path(out_dir) / WEIGHTS_FILE, save(self.arrays()))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> PhoneClassifier:
