@@ -139,3 +139,10 @@ def test_cli_writes_cv_json_and_out_of_fold_predictions(splits, tmp_path, capsys
             concat_features(splits).utterances.query("speaker in @f['speakers']")["id"]
         )
     assert "pooled out-of-fold" in capsys.readouterr().out
+
+    md = tmp_path / "cv.md"
+    assert main(["report", "cv", f"gbt, all={out}", "--out", str(md)]) == 0
+    table = [line for line in md.read_text().splitlines() if line.startswith("| gbt, all |")]
+    total = cv["pooled"]["utterance"]["total"]
+    assert len(table) == 1 and f"| {total['pcc']:.3f} [{total['ci95'][0]:.3f}, " in table[0]
+    assert main(["report", "cv", str(out), "--out", str(md)]) == 2  # NAME= missing

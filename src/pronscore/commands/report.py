@@ -1,4 +1,5 @@
-"""``pronscore report hier``: the hierarchical scorer's dev table (Lin & Wang 2021, Tables 3-6).
+"""``pronscore report hier``: the hierarchical scorer's dev table (Lin & Wang 2021, Tables 3-6);
+``pronscore report cv NAME=CV_DIR ...``: one table over ``pronscore cv`` results.
 
     pronscore report hier --features FEATURES_DIR --runs RUNS_DIR \
         --out docs/results_hierarchical.md [--seeds 1,2,3] [--rows gop,whisper,...]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     h.add_argument("--epochs", type=int, default=30)
     h.add_argument("--deep-cache", default=None, help="CACHE_DIR for the whisper rows")
     h.add_argument("--threads", type=int, default=1)
+    c = sub.add_parser("cv", help="table of `pronscore cv` results (pooled out-of-fold PCC)")
+    c.add_argument("runs", nargs="+", metavar="NAME=CV_DIR", help="rows, in order")
+    c.add_argument("--out", default="docs/results_cv.md")
 
 
 def _cell(m: dict | None) -> str:
@@ -132,6 +137,27 @@ def render(results: dict[str, dict], command: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_cv(args) if args.report == "cv" else run_hier(args)
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from pronscore.evaluation.cv_report import read_cv, render_cv
+    from pronscore.features.cache import atomic_write_bytes
+
+    runs = {}
+    for spec in args.runs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            print(f"error: {spec!r}: expected NAME=CV_DIR", file=sys.stderr)
+            return 2
+        runs[name] = read_cv(folder)
+    command = shlex.join(["pronscore", "report", "cv", *args.runs, "--out", str(args.out)])
+    atomic_write_bytes(args.out, render_cv(runs, command).encode("utf-8"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_hier(args: argparse.Namespace) -> int:
     from pronscore.features.extract import load_features
     from pronscore.training.hier import save_run, train_seeds
 
@@ -165,10 +191,8 @@ def run(args: argparse.Namespace) -> int:
         m = results[name]["mean"]["utterance"]["total"]
         print(f"   utterance total PCC {m['pcc']:.3f}", flush=True)
     command = "pronscore report hier " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else ""
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(render(results, command.strip()), encoding="utf-8")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    from pronscore.features.cache import atomic_write_bytes
+
+    atomic_write_bytes(args.out, render(results, command.strip()).encode("utf-8"))
+    print(f"wrote {args.out}")
     return 0

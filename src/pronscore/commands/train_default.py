@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from pronscore.commands import encoder as encoder_option
-from pronscore.errors import CorpusError
 from pronscore.features.deep import DEFAULT_WHISPER
 
 HEAD_KIND = "gop-gbt"
@@ -126,6 +125,7 @@ def train_default(
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
     from pronscore.dataset import load_split, split_references
+    from pronscore.evaluation.cv_report import read_cv
     from pronscore.evaluation.metrics import evaluate_assessments
     from pronscore.evaluation.scoring import score_split
     from pronscore.features.extract import RECOMMENDED, extract_dataset, extractor_config_of
@@ -176,13 +176,6 @@ def _row(m: dict[str, Any]) -> str:
         return "n/a | n/a | 0"
     ci = m.get("ci95") or [float("nan"), float("nan")]
     return f"{m['pcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mse']:.3f} | {m['n']}"
-
-
-def read_cv(cv_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(cv_dir) / "cv.json"
-    if not path.is_file():
-        raise CorpusError("not a `pronscore cv` folder (no cv.json)", path=cv_dir)
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _cv_section(cv: dict[str, Any] | None) -> str:
