@@ -99,6 +99,13 @@ def test_gbt_with_encoder_vectors_saves_loads_and_needs_its_vectors(tmp_path: Pa
     assert a[uid].to_dict() == b[uid].to_dict()
     with pytest.raises(ModelError, match="encoder vectors"):
         loaded.predict_features(replace(dev, phone_vectors=None))
+    # what was heard comes from the classifier: its top phone, where it is not the canonical one
+    rows = (dev.phones["id"] == uid).to_numpy()
+    top = loaded.classifier.heard(dev.phone_vectors[rows])
+    canon = dev.phones.loc[rows, "base_phone"].tolist()
+    want = [t if t != c else None for t, c in zip(top, canon, strict=True)]
+    assert [p.heard for w in a[uid].words for p in w.phones] == want
+    assert any(want) and not all(want)
 
 
 def test_subset_and_concat_keep_vectors_with_their_rows() -> None:

@@ -105,7 +105,7 @@ class GbtHead:
 
     def phone_rows(self, split: SplitFeatures) -> pd.DataFrame:
         """The split's phone rows, with the classifier's ``p_enc_*`` columns when the head has
-        one (its GOP over encoder vectors)."""
+        one (its GOP over encoder vectors) and its ``heard`` phone in place of the free loop's."""
         if self.classifier is None:
             return split.phones
         if split.phone_vectors is None:
@@ -114,7 +114,7 @@ class GbtHead:
                 "--encoder` (a Scorer computes them itself)"
             )
         cols = self.classifier.columns(split.phone_vectors, split.phones["base_phone"])
-        return split.phones.assign(**cols)
+        return split.phones.assign(**cols, heard=self.classifier.heard(split.phone_vectors))
 
     # --- persistence --------------------------------------------------------------------------
 

@@ -60,6 +60,17 @@ class PhoneClassifier:
         logp = self.log_posteriors(vectors)
         return phone_columns(logp, np.array([PHONE_INDEX[p] for p in base_phones], dtype=int))
 
+    def heard(self, vectors: np.ndarray) -> list[str | None]:
+        """The most likely phone of each vector (None without a vector): what was heard.
+
+        Far more telling than pocketsphinx's free phone loop (dev, Whisper-base layer 4: another
+        phone than the canonical one for 17.6% of the phones experts scored 2 and 90.3% of
+        those scored <= 0.5; the loop: 62.0% and 93.2%)."""
+        logp = self.log_posteriors(vectors)
+        best = np.nan_to_num(logp, nan=-np.inf).argmax(axis=1)
+        ok = np.isfinite(logp).all(axis=1)
+        return [PHONES[b] if k else None for b, k in zip(best, ok, strict=True)]
+
     def arrays(self) -> dict[str, np.ndarray]:
         names = ("mean", "scale", "w1", "b1", "w2", "b2")
         return {n: np.ascontiguousarray(getattr(self, n), dtype=np.float32) for n in names}
