@@ -385,3 +385,36 @@ def test_report_renders_one_table_per_paper_table() -> None:
 
 def row_cells(md: str) -> int:
     return next(line for line in md.splitlines() if line.startswith("| gop")).count("|")
+
+
+def test_a_missing_frame_file_is_an_error_naming_it(tiny_features, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    dev = replace(load_features(tiny_features[0], "dev"), frames_dir=tmp_path)
+    uid = str(dev.phones["id"].iloc[0])
+    with pytest.raises(ModelError, match=rf"{uid}\.safetensors"):
+        phone_vectors(dev, InputSpec.parse("ps-frames"), deep_cache=None, gop_cols=[])
+
+
+def test_whisper_inputs_come_from_the_splits_encoder_vectors(tiny_features) -> None:
+    """Vectors of layers 0-2 (as ``pronscore features --encoder --layers 0-2`` writes them):
+    whisper:1-2 reads layers 1 and 2; a phone without time reads zeros, as the deep cache had."""
+    from dataclasses import replace
+
+    from pronscore.training.hier import encoder_inputs
+
+    dev = load_features(tiny_features[0], "dev")
+    rng = np.random.default_rng(0)
+    layered = rng.normal(0, 1, (len(dev.phones), 3, 4)).astype(np.float32)
+    flat = layered.reshape(len(dev.phones), 12).copy()
+    flat[1] = np.nan
+    dev = replace(dev, phone_vectors=flat)
+    spec = InputSpec.parse("whisper:1-2")
+    got = encoder_inputs(dev, spec, (0, 1, 2))
+    np.testing.assert_array_equal(got[0], layered[0, 1:])
+    assert got.shape == (len(dev.phones), 2, 4) and not got[1].any()
+    vecs = phone_vectors(dev, spec, deep_cache=None, gop_cols=[], vector_layers=(0, 1, 2))
+    uid = str(dev.phones["id"].iloc[0])
+    np.testing.assert_array_equal(vecs[uid][0], layered[0, 1:])  # no deep cache needed
+    with pytest.raises(ModelError, match=r"layers \[3\].*layers \[0, 1, 2\]"):
+        encoder_inputs(dev, InputSpec.parse("whisper:3"), (0, 1, 2))

@@ -480,6 +480,9 @@ class _MemorySplit(SplitFeatures):
         super().__init__(utts, words, phones, Path(), (), phone_vectors)
         object.__setattr__(self, "_frames", frames)
 
+    def has_frames(self, utt_id: str) -> bool:
+        return True
+
     def frames(self, utt_id: str) -> dict[str, np.ndarray]:
         return self._frames  # type: ignore[attr-defined]
 

@@ -5,6 +5,10 @@
 
 Every seed is trained with model selection on dev; the best seed is saved, and
 ``RUN_DIR/metrics.json`` holds each seed's dev metrics and their mean.
+
+Whisper inputs read the encoder vectors of FEATURES_DIR (``pronscore features DS --out F
+--encoder ID_OR_PATH --layers 3-6``), recorded as the run's ``encoder`` so the Scorer computes
+them for a recording; features without them need ``--deep-cache`` (older runs).
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--deep-cache",
         default=None,
         help="CACHE_DIR of per-phone pooled Whisper vectors (python -m pronscore.features.deep); "
-        "needed for whisper inputs",
+        "for whisper inputs when FEATURES_DIR has no encoder vectors (pronscore features "
+        "--encoder)",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-split", default="train")
@@ -56,9 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pronscore.features.encoder import read_spec
     from pronscore.features.extract import load_features
-    from pronscore.training.hier import HierTrainOptions, mean_metrics, save_run, train_seeds
+    from pronscore.training.hier import (
+        HierTrainOptions,
+        InputSpec,
+        mean_metrics,
+        save_run,
+        train_seeds,
+    )
 
+    encoder = read_spec(args.features) if InputSpec.parse(args.inputs).whisper_layers else None
     opts = HierTrainOptions(
         inputs=args.inputs,
         pretrain=args.pretrain,
@@ -69,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         pretrain_epochs=args.pretrain_epochs,
         deep_cache=args.deep_cache,
+        vector_layers=encoder.layers if encoder is not None else None,
         unlabelled=tuple(args.unlabelled),
         threads=args.threads,
     )
@@ -77,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     best, runs = train_seeds(train, dev, opts, seeds)
     extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
+    if encoder is not None:  # the vectors the Scorer computes for a recording
+        extra["encoder"] = encoder.to_dict()
     save_run(args.out, best, runs, extra)
     m = mean_metrics(runs)
     for level, aspects in m.items():

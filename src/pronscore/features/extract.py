@@ -201,6 +201,11 @@ class SplitFeatures:
                 return d / name
         return self.frames_dir / name
 
+    def has_frames(self, utt_id: str) -> bool:
+        """Whether the utterance's frames can be read (every extracted utterance has a file,
+        an empty one when its alignment failed)."""
+        return self.frames_path(utt_id).is_file()
+
     def frames(self, utt_id: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 

@@ -8,8 +8,11 @@ Inputs (``--inputs``, joined with ``+``):
                  mean-pooled over each aligned phone (39 + 3 non-speech dims)
 * ``utt``        (beyond the paper) the utterance-level ``u_*`` features (speech rate, pauses,
                  F0/energy statistics) added to the sentence vector; needs a per-phone input too
-* ``whisper:L``  Whisper layer L pooled per phone (cache of :mod:`pronscore.features.deep`);
-                 ``whisper:A-B`` is a learned softmax-weighted sum of layers A..B
+* ``whisper:L``  Whisper layer L pooled per phone: the encoder vectors of the FEATURES_DIR
+                 (``pronscore features --encoder ID_OR_PATH --layers L``, what the Scorer
+                 computes for a recording), else the cache of :mod:`pronscore.features.deep`
+                 (``--deep-cache``, older runs); ``whisper:A-B`` is a learned softmax-weighted
+                 sum of layers A..B
 
 Stages: (1) the acoustic model is pretrained and frozen (features are cached);
 (2) ``pretrain="synthetic"``: a GOP gradient-boosted-trees teacher (``pronscore.heads.gbt``)
@@ -41,6 +44,7 @@ from pronscore.constants import (
 )
 from pronscore.errors import ModelError
 from pronscore.evaluation.metrics import pearson
+from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures, load_features
 from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
 from pronscore.schema import Assessment
@@ -107,11 +111,38 @@ def utt_columns(utts: pd.DataFrame) -> list[str]:
 def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
     from pronscore.features.deep import pool_phones
 
-    if not split.frames_path(utt).is_file():
-        return np.zeros((len(g), 42), np.float32)
+    if not split.has_frames(utt):  # zeros would be read as a confident "nothing heard"
+        raise ModelError(
+            "ps-frames input: no frame file for this utterance (rerun `pronscore features`)",
+            path=split.frames_path(utt),
+        )
     fr = split.frames(utt)
     frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
     return pool_phones(frames, g["start"], g["end"], 100.0)[0]
+
+
+def encoder_inputs(
+    split: SplitFeatures, spec: InputSpec, vector_layers: Sequence[int] | None = None
+) -> np.ndarray | None:
+    """The whisper inputs from the split's encoder vectors: (rows of ``split.phones``,
+    len(whisper layers), D) float32, or ``None`` when the split has no vectors.
+
+    ``vector_layers``: the layers the vectors hold (``encoder.json`` of the FEATURES_DIR);
+    default the inputs' own layers. Phones without time (NaN rows) become zeros, as they were
+    in the deep cache the older runs were trained on."""
+    v = split.phone_vectors
+    if not spec.whisper_layers or v is None:
+        return None
+    have = [int(x) for x in (vector_layers or spec.whisper_layers)]
+    want = list(spec.whisper_layers)
+    if not set(want) <= set(have) or v.shape[1] % len(have):
+        raise ModelError(
+            f"whisper inputs need layers {want}; the encoder vectors hold layers {have} "
+            f"({v.shape[1]} values per phone)",
+            field="phone_vectors",
+        )
+    x = np.asarray(v, np.float32).reshape(len(v), len(have), -1)
+    return np.nan_to_num(x[:, [have.index(layer) for layer in want]], nan=0.0)
 
 
 def phone_vectors(
@@ -120,18 +151,25 @@ def phone_vectors(
     *,
     deep_cache: str | Path | None,
     gop_cols: Sequence[str],
+    vector_layers: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per utterance: (n_phones, [L,] F) float32 input vectors in ``phone_index`` order."""
+    """Per utterance: (n_phones, [L,] F) float32 input vectors in ``phone_index`` order.
+
+    Whisper inputs come from the split's encoder vectors (:func:`encoder_inputs`) when it has
+    them, else from ``deep_cache``."""
     from pronscore.features.deep import load_pooled
 
-    if spec.whisper_layers and deep_cache is None:
+    encoded = encoder_inputs(split, spec, vector_layers)
+    if spec.whisper_layers and encoded is None and deep_cache is None:
         raise ModelError(
-            "whisper inputs need the pooled-feature cache (--deep-cache CACHE_DIR, written by "
-            "python -m pronscore.features.deep)",
+            "whisper inputs need encoder vectors in the features (pronscore features "
+            "--encoder ID_OR_PATH --layers ...) or the pooled-feature cache (--deep-cache "
+            "CACHE_DIR, written by python -m pronscore.features.deep)",
             field="deep_cache",
         )
     out = {}
-    for utt, g in split.phones.groupby("id", sort=False):
+    phones = split.phones.reset_index(drop=True)  # index = row of split.phone_vectors
+    for utt, g in phones.groupby("id", sort=False):
         g = g.sort_values("phone_index")
         parts = []
         if spec.gop:
@@ -140,8 +178,10 @@ def phone_vectors(
             parts.append(_frame_pooled(split, str(utt), g))
         flat = np.concatenate(parts, axis=1) if parts else np.zeros((len(g), 0), np.float32)
         if spec.whisper_layers:
-            deep = load_pooled(deep_cache, str(utt), spec.whisper_layers)  # (L, n, D)
-            deep = deep.transpose(1, 0, 2)
+            if encoded is not None:
+                deep = encoded[g.index.to_numpy()]  # (n, L, D)
+            else:
+                deep = load_pooled(deep_cache, str(utt), spec.whisper_layers).transpose(1, 0, 2)
             if deep.shape[0] != len(g):
                 raise ModelError("deep cache does not match phones", path=str(utt))
             rep = np.repeat(flat[:, None, :], deep.shape[1], axis=1)
@@ -467,6 +507,7 @@ class HierTrainOptions:
     epochs: int = 40
     pretrain_epochs: int = 20
     deep_cache: str | None = None  # CACHE_DIR of pronscore.features.deep; whisper inputs only
+    vector_layers: tuple[int, ...] | None = None  # layers of the features' encoder vectors
     unlabelled: tuple[str, ...] = ()  # extra FEATURES_DIR splits "DIR:split" for stage 2
     threads: int = 1
 
@@ -491,8 +532,11 @@ def prepare_items(
     deep_cache: str | Path | None,
     gop_cols: Sequence[str],
     utt_cols: Sequence[str] = (),
+    vector_layers: Sequence[int] | None = None,
 ) -> list[UttArrays]:
-    vectors = phone_vectors(split, spec, deep_cache=deep_cache, gop_cols=gop_cols)
+    vectors = phone_vectors(
+        split, spec, deep_cache=deep_cache, gop_cols=gop_cols, vector_layers=vector_layers
+    )
     return build_items(split, vectors, utt_cols)
 
 
@@ -512,8 +556,9 @@ def train_hier(
     spec = InputSpec.parse(opts.inputs)
     gop_cols = gop_columns(train.phones) if spec.gop else []
     u_cols = utt_columns(train.utterances) if spec.utt else []
-    tr = prepare_items(train, spec, opts.deep_cache, gop_cols, u_cols)
-    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols, u_cols)
+    layers = opts.vector_layers
+    tr = prepare_items(train, spec, opts.deep_cache, gop_cols, u_cols, layers)
+    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols, u_cols, layers)
     mean, std = fit_input_norm(tr)
     u_mean, u_std = fit_utt_norm(tr)
     tr, dv = fill_nan(tr, mean, u_mean), fill_nan(dv, mean, u_mean)
@@ -540,7 +585,9 @@ def train_hier(
         syn_items = [
             it
             for s in synth
-            for it in _fill(model, prepare_items(s, spec, opts.deep_cache, gop_cols, u_cols))
+            for it in _fill(
+                model, prepare_items(s, spec, opts.deep_cache, gop_cols, u_cols, layers)
+            )
         ]
         log(f"stage 2: pre-training on {len(syn_items)} synthetically scored utterances")
         model, info["pretrain"] = fit(
@@ -614,10 +661,13 @@ def _at(preds: dict, uid: str, level: str, idx: tuple[int, ...]) -> float:
 
 
 class HierHead:
-    """The ``hier`` run kind for ``pronscore evaluate``: model + how its inputs are built."""
+    """The ``hier`` run kind: model + how its inputs are built. The Scorer runs it on one
+    recording (``predict_features``, with the encoder vectors of :attr:`encoder` for whisper
+    inputs); ``pronscore evaluate`` goes through the Scorer."""
 
     def __init__(self, model: HierarchicalScorer, run_dir: Path, config: dict) -> None:
         self.model, self.run_dir, self.config = model, run_dir, config
+        self.spec = InputSpec.parse(model.config.extra["inputs"])
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> HierHead:
@@ -628,37 +678,69 @@ class HierHead:
             json.loads((d / "config.json").read_text(encoding="utf-8")),
         )
 
+    @property
+    def encoder(self) -> EncoderSpec | None:
+        """The encoder vectors whisper inputs read (``None`` without whisper inputs): those of
+        the training features (``config.json["encoder"]``, all their layers, so that every
+        split the head reads has one layout), else -- runs trained on a deep cache -- the
+        inputs' layers of ``whisper_model`` (default ``openai/whisper-base``)."""
+        from pronscore.features.deep import DEFAULT_WHISPER
+
+        if not self.spec.whisper_layers:
+            return None
+        if self.config.get("encoder"):
+            try:
+                return EncoderSpec.from_dict(self.config["encoder"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"unreadable encoder spec ({exc})",
+                    path=self.run_dir / "config.json",
+                    field="encoder",
+                ) from None
+        model = self.config.get("whisper_model") or DEFAULT_WHISPER
+        return EncoderSpec(model=str(model), layers=self.spec.whisper_layers)
+
     def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
+        """Scores of every utterance of ``split``; its encoder vectors (if any) are of the
+        layers of :attr:`encoder`."""
         extra = self.model.config.extra
-        spec = InputSpec.parse(extra["inputs"])
+        encoder = self.encoder
         items = prepare_items(
             split,
-            spec,
+            self.spec,
             self.config.get("deep_cache"),
             extra.get("gop_columns", []),
             extra.get("utt_columns", []),
+            encoder.layers if encoder is not None else None,
         )
+        if items and items[0].x.shape[-1] != self.model.config.in_dim:
+            raise ModelError(
+                f"inputs have {items[0].x.shape[-1]} values per phone; the model was trained on "
+                f"{self.model.config.in_dim}",
+                path=self.run_dir / "config.json",
+                field="inputs",
+            )
         items = _fill(self.model, items)
         return assessments(self.model, split, items)
 
     def predict_split(
         self, dataset_dir: str | Path, split: str, *, jobs: int = 1
     ) -> dict[str, Assessment]:
-        """Features are reused from the training FEATURES_DIR or extracted; Whisper vectors
-        missing from the cache are computed from the dataset audio first."""
+        """Features are reused from the training FEATURES_DIR or extracted; for whisper inputs
+        without encoder vectors in them, the deep cache is filled from the dataset audio."""
         from pronscore.heads.tables import features_for_split
 
         feats = features_for_split(
             self.config.get("features_dir"), dataset_dir, split, cache_dir=self.run_dir, jobs=jobs
         )
-        spec = InputSpec.parse(self.model.config.extra["inputs"])
-        if spec.whisper_layers:
+        if self.spec.whisper_layers and feats.phone_vectors is None:
             from pronscore.features.deep import dataset_audio, extract_pooled, whisper_model
 
             cache = self.config.get("deep_cache")
             if cache is None:
                 raise ModelError(
-                    "whisper inputs but no cache folder",
+                    "whisper inputs, no encoder vectors in the features and no cache folder "
+                    "(score through the Scorer: `pronscore evaluate` does)",
                     path=self.run_dir / "config.json",
                     field="deep_cache",
                 )
@@ -684,7 +766,12 @@ def evaluate_dev(
     spec = InputSpec.parse(opts.inputs)
     extra = model.config.extra
     items = prepare_items(
-        dev, spec, opts.deep_cache, extra.get("gop_columns", []), extra.get("utt_columns", [])
+        dev,
+        spec,
+        opts.deep_cache,
+        extra.get("gop_columns", []),
+        extra.get("utt_columns", []),
+        opts.vector_layers,
     )
     hyps = assessments(model, dev, _fill(model, items))
     return evaluate_assessments(labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pronscore.atomic import replace_dir
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS, UTTERANCE_SCALE
 from pronscore.errors import ModelError
 from pronscore.models.ssl import CTC_BLANK, SslConfig, SslScorer
+from pronscore.schema import Assessment, UtteranceScores
 from pronscore.text import PHONE_INDEX, base_phone
 
 
@@ -76,6 +78,14 @@ def _subset(ds, limit: int | None):
     return ds if limit is None or limit >= len(ds) else ds.select(range(limit))
 
 
+def max_samples(family: str, max_duration: float | None = None) -> int | None:
+    """How much of an utterance a model sees: ``max_duration`` (training crops) and, for
+    Whisper, its 30 s window; ``None``: all of it."""
+    limit = WHISPER_WINDOW_S if family == "whisper" else None
+    caps = [c for c in (max_duration, limit) if c]
+    return int(min(caps) * SAMPLE_RATE) if caps else None
+
+
 class AudioScores(torch.utils.data.Dataset):
     """Rows of a prepared split as model inputs (unpadded), labels and phone ids."""
 
@@ -84,9 +94,7 @@ class AudioScores(torch.utils.data.Dataset):
         max_duration: float | None = None,
     ) -> None:  # fmt: skip
         self.family, self.fe, self.aspects = family, feature_extractor, aspects
-        limit = WHISPER_WINDOW_S if family == "whisper" else None
-        caps = [c for c in (max_duration, limit) if c]
-        self.max_samples = int(min(caps) * SAMPLE_RATE) if caps else None
+        self.max_samples = max_samples(family, max_duration)
         meta = list(_labels(ds))
         self.ids = [r["id"] for r in meta]
         self.lengths = [int(r["duration"] * SAMPLE_RATE) for r in meta]
@@ -406,21 +414,36 @@ class SslPredictor:
         return self.predict_rows(load_split(dataset_dir, split))
 
     @torch.no_grad()
-    def predict_rows(self, rows) -> dict:
-        from pronscore.schema import Assessment, UtteranceScores
-
+    def predict_rows(self, rows) -> dict[str, Assessment]:
         data = AudioScores(rows, self.model.family, self.fe, self.model.settings.aspects)
         order = np.argsort(data.lengths)  # similar lengths together: little padding
         out = {}
         for start in tqdm(range(0, len(order), self.batch_size), desc="score", mininterval=5):
             idx = order[start : start + self.batch_size]
-            batch = pad_batch([data[int(i)] for i in idx])
-            scores = self.model(batch["input_values"], batch["attention_mask"])["logits"]
-            scores = (scores.float().clamp(0, 1) * UTTERANCE_SCALE).numpy()
-            for i, s in zip(idx, scores, strict=True):
-                kw = {a: float(v) for a, v in zip(self.model.settings.aspects, s, strict=True)}
-                out[data.ids[int(i)]] = Assessment(
-                    utterance=UtteranceScores(**{a: kw.get(a) for a in UTTERANCE_ASPECTS}),
-                    words=(),
-                )
+            for i, s in zip(idx, self._scores([data[int(i)] for i in idx]), strict=True):
+                out[data.ids[int(i)]] = self._assessment(s)
         return out
+
+    @torch.no_grad()
+    def predict_utterance(
+        self, samples: np.ndarray, words: Sequence[tuple[str, tuple[str, ...]]] = ()
+    ) -> Assessment:
+        """Utterance scores of one 16 kHz recording (the :class:`~pronscore.scorer.Scorer`'s
+        entry point): what :meth:`predict_rows` gives its row. The model scores the audio
+        alone, so ``words`` are not read and the assessment has none (the Scorer gives the
+        text's words without scores)."""
+        x = np.asarray(samples, dtype=np.float32)[: max_samples(self.model.family)]
+        inputs = backbone_inputs(x, self.model.family, self.fe)
+        labels = np.full(len(self.model.settings.aspects), np.nan, np.float32)
+        return self._assessment(self._scores([{"input_values": inputs, "labels": labels}])[0])
+
+    def _scores(self, items: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """(len(items), aspects) utterance scores on 0-10 (padded batch, attention mask)."""
+        batch = pad_batch(items)
+        scores = self.model(batch["input_values"], batch["attention_mask"])["logits"]
+        return (scores.float().clamp(0, 1) * UTTERANCE_SCALE).numpy()
+
+    def _assessment(self, scores: np.ndarray) -> Assessment:
+        kw = {a: float(v) for a, v in zip(self.model.settings.aspects, scores, strict=True)}
+        utt = UtteranceScores(**{a: kw.get(a) for a in UTTERANCE_ASPECTS})
+        return Assessment(utterance=utt, words=())
