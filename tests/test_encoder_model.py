@@ -22,6 +22,7 @@ from pronscore.training.phone_classifier import (
 )
 from synthetic_features import make_split
 
+PROTOTYPES = np.random.default_rng(0).normal(0, 1, (len(PHONES), 48))  # one vector per phone
 FAST = ClassifierOptions(correct=1.6, hidden=32, epochs=30, threads=1)  # few synthetic 2s
 
 
@@ -30,9 +31,8 @@ def with_vectors(split, seed: int, dim: int = 48):
     rng = np.random.default_rng(seed)
     p = split.phones
     ids = p["base_phone"].map(PHONE_INDEX).to_numpy()
-    protos = np.random.default_rng(0).normal(0, 1, (len(PHONES), dim))
     q = np.nan_to_num(p["y_score"].to_numpy(float), nan=1.0) / 2
-    x = protos[ids] * q[:, None] + rng.normal(0, 0.6, (len(p), dim))
+    x = PROTOTYPES[ids, :dim] * q[:, None] + rng.normal(0, 0.6, (len(p), dim))
     return replace(split, phone_vectors=x.astype(np.float32))
 
 
@@ -106,6 +106,34 @@ def test_gbt_with_encoder_vectors_saves_loads_and_needs_its_vectors(tmp_path: Pa
     want = [t if t != c else None for t, c in zip(top, canon, strict=True)]
     assert [p.heard for w in a[uid].words for p in w.phones] == want
     assert any(want) and not all(want)
+
+
+def test_speech_that_does_not_sound_like_the_text_is_a_mismatch() -> None:
+    from pronscore.training.gbt import fit_gbt
+
+    train, dev = with_vectors(make_split(120, 4), 4), with_vectors(make_split(40, 5), 5)
+    config = GbtConfig(num_leaves=(7,), max_rounds=60, early_stopping=20, threads=1)
+    head, _ = fit_gbt(train, dev, config, log=lambda *_: None, encoder=EncoderSpec())
+    checks = head.checks
+    assert checks is not None and checks.utterance_below < 0 and checks.word_below < 0
+    ok = head.predict_features(dev)
+    assert all(a.status == "ok" for a in ok.values())
+    # one utterance's phones spoken as other phones: its vectors are another phone's prototype
+    uid = str(dev.utterances["id"][3])
+    rows = (dev.phones["id"] == uid).to_numpy()
+    wrong = dev.phone_vectors.copy()
+    other = (dev.phones.loc[rows, "base_phone"].map(PHONE_INDEX).to_numpy() + 5) % len(PHONES)
+    wrong[rows] = 3 * PROTOTYPES[other]  # clearly said, as other phones
+    got = head.predict_features(replace(dev, phone_vectors=wrong))
+    assert got[uid].status == "mismatch" and "does not sound like the text" in got[uid].reason
+    assert [u for u in got if got[u].status != "ok"] == [uid]
+    # words are flagged where their phones' mean canonical log posterior is below the bar
+    phones = head.phone_rows(replace(dev, phone_vectors=wrong))
+    means = phones.groupby(["id", "word_index"])["p_enc_lpp"].mean()
+    low = {k for k, v in means.items() if v < checks.word_below}
+    flagged = {(u, i) for u, a in got.items() for i, w in enumerate(a.words) if w.mispronounced}
+    assert flagged == low and any(u == uid for u, _ in low)
+    assert all(w.mispronounced in (True, None) for a in got.values() for w in a.words)
 
 
 def test_subset_and_concat_keep_vectors_with_their_rows() -> None:

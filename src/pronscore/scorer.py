@@ -315,7 +315,8 @@ class Scorer:
     ) -> Assessment:
         """Our words and phones, the head's scores (clipped to the scales), aligned times."""
         if hyp.status != "ok":
-            return failed_assessment(prons, hyp.reason or "the model could not score this")
+            reason = hyp.reason or "the model could not score this"
+            return failed_assessment(prons, reason, status=hyp.status)
         utt = UtteranceScores(
             **{a: _clip(getattr(hyp.utterance, a), UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
         )

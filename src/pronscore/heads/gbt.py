@@ -25,7 +25,7 @@ from pronscore.constants import (
 from pronscore.errors import ModelError
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.phone_classifier import PhoneClassifier
+from pronscore.heads.phone_classifier import EncoderChecks, PhoneClassifier
 from pronscore.heads.tables import features_for_split, phone_table, utterance_table, word_table
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
@@ -77,6 +77,7 @@ class GbtHead:
     # encoder-vector models: which vectors they read and the classifier that makes them columns
     encoder: EncoderSpec | None = None
     classifier: PhoneClassifier | None = None
+    checks: EncoderChecks | None = None  # mismatch / mispronounced thresholds on its columns
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -90,6 +91,10 @@ class GbtHead:
     def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
         """Assessments for every utterance of a FEATURES_DIR split (or one scored utterance)."""
         utts, words, phones = split.utterances, split.words, self.phone_rows(split)
+        flagged: set[tuple[str, int]] = set()
+        if self.checks is not None:
+            utts = _mark_mismatched(utts, self.checks.mismatched(phones))
+            flagged = self.checks.flagged_words(phones)
         u_tab = utterance_table(utts, words, phones, self.config.feature_set)
         u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         w_pred = {}
@@ -101,7 +106,7 @@ class GbtHead:
             if len(phones)
             else None
         )
-        return assemble(utts, words, phones, u_pred, w_pred, p_pred)
+        return assemble(utts, words, phones, u_pred, w_pred, p_pred, flagged)
 
     def phone_rows(self, split: SplitFeatures) -> pd.DataFrame:
         """The split's phone rows, with the classifier's ``p_enc_*`` columns when the head has
@@ -135,6 +140,8 @@ class GbtHead:
                 raise ModelError("a head with a phone classifier needs its encoder spec to save")
             self.classifier.save(out)
             config["encoder"] = self.encoder.to_dict()
+        if self.checks is not None:
+            config["encoder_checks"] = self.checks.to_dict()
         (out / "config.json").write_text(json.dumps(config, indent=2))
 
     @classmethod
@@ -156,16 +163,18 @@ class GbtHead:
             if not path.is_file():
                 raise ModelError("model file missing", path=path)
             boosters[name] = lgb.Booster(model_file=str(path))
-        own = ("kind", "gbt", "features", "models", "encoder")
+        own = ("kind", "gbt", "features", "models", "encoder", "encoder_checks")
         extra = {k: v for k, v in config.items() if k not in own}
-        encoder = classifier = None
-        if config.get("encoder"):
-            try:
+        encoder = classifier = checks = None
+        try:
+            if config.get("encoder"):
                 encoder = EncoderSpec.from_dict(config["encoder"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelError(f"malformed encoder ({exc!r})", path=d / "config.json") from exc
-            classifier = PhoneClassifier.load(d)
-        return cls(gbt_config, boosters, features, extra, d, encoder, classifier)
+                classifier = PhoneClassifier.load(d)
+            if config.get("encoder_checks"):
+                checks = EncoderChecks(**config["encoder_checks"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"malformed encoder ({exc!r})", path=d / "config.json") from exc
+        return cls(gbt_config, boosters, features, extra, d, encoder, classifier, checks)
 
     def predict_split(
         self, dataset_dir: str | Path, split: str, *, jobs: int = 1
@@ -193,6 +202,19 @@ def heard_instead(canonical: str, heard: object) -> str | None:
     return heard if isinstance(heard, str) and heard and heard != canonical else None
 
 
+def _mark_mismatched(utts: pd.DataFrame, ids: set[str]) -> pd.DataFrame:
+    """Status ``mismatch`` with its reason for the utterances ``ids``."""
+    if not ids:
+        return utts
+    hit = utts["id"].astype(str).isin(ids)
+    out = utts.copy()
+    out["status"] = np.where(hit, "mismatch", out.get("status", "ok"))
+    reason = "the speech does not sound like the text (its phones are recognised less well "
+    reason += "than in 99.5% of the training readings): another text, or not this one"
+    out["reason"] = np.where(hit, reason, out.get("reason", None))
+    return out
+
+
 def assemble(
     utts: pd.DataFrame,
     words: pd.DataFrame,
@@ -200,8 +222,10 @@ def assemble(
     u_pred: dict[str, np.ndarray | None],
     w_pred: dict[str, np.ndarray | None],
     p_pred: np.ndarray | None,
+    flagged: set[tuple[str, int]] = frozenset(),
 ) -> dict[str, Assessment]:
-    """Per-row predictions -> one :class:`Assessment` per utterance (scores clipped to scale)."""
+    """Per-row predictions -> one :class:`Assessment` per utterance (scores clipped to scale);
+    ``flagged`` words are marked mispronounced (the rest are left to the Scorer's policy)."""
 
     def pick(pred: np.ndarray | None, i: int, hi: float) -> float | None:
         return None if pred is None else _clip(pred[i], hi)
@@ -223,19 +247,23 @@ def assemble(
     for i, r in enumerate(words.itertuples(index=False)):
         ph = tuple(phone_rows.get((str(r.id), int(r.word_index)), ()))
         scores = {a: pick(w_pred.get(a), i, WORD_SCALE) for a in WORD_ASPECTS}
-        # no mispronounced flag: the Scorer sets it (ScorerConfig.mispronounced_*)
-        word_rows.setdefault(str(r.id), []).append(WordAssessment(str(r.text), phones=ph, **scores))
+        # a flag only where the head knows better; else the Scorer's ScorerConfig.mispronounced_*
+        flag = True if (str(r.id), int(r.word_index)) in flagged else None
+        word_rows.setdefault(str(r.id), []).append(
+            WordAssessment(str(r.text), phones=ph, mispronounced=flag, **scores)
+        )
     out = {}
     for i, r in enumerate(utts.itertuples(index=False)):
         uid = str(r.id)
         scores = UtteranceScores(
             **{a: pick(u_pred.get(a), i, UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
         )
-        failed = getattr(r, "status", "ok") != "ok"
+        status = str(getattr(r, "status", "ok"))
+        failed = status != "ok"
         out[uid] = Assessment(
             utterance=scores,
             words=tuple(word_rows.get(uid, ())),
-            status="failed" if failed else "ok",
+            status=("mismatch" if status == "mismatch" else "failed") if failed else "ok",
             reason=(getattr(r, "reason", None) or None) if failed else None,
         )
     return out

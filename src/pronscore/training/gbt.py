@@ -12,6 +12,7 @@ from pronscore.evaluation.metrics import pearson
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
 from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm
+from pronscore.heads.phone_classifier import EncoderChecks
 from pronscore.heads.tables import (
     PHONE_TARGET,
     UTT_TARGETS,
@@ -124,4 +125,22 @@ def _with_classifier(
     cols = cross_fitted_columns(train, opts)
     head.classifier = fit_on(train, opts)
     train = replace(train, phones=train.phones.assign(**cols))
+    head.checks = encoder_checks(train)
+    log(f"encoder checks: {head.checks}")
     return train, replace(dev, phones=head.phone_rows(dev))
+
+
+def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) -> EncoderChecks:
+    """Thresholds at the set quantiles of the training readings' cross-fitted ``p_enc_lpp``:
+    per reading, and per word experts scored >= 8."""
+    q = checks or EncoderChecks(0.0, 0.0)
+    p = train.phones
+    per_utt = p.groupby(p["id"].astype(str))["p_enc_lpp"].mean().dropna()
+    per_word = p.groupby([p["id"].astype(str), p["word_index"]])["p_enc_lpp"].mean()
+    acc = train.words.set_index([train.words["id"].astype(str), "word_index"])["y_accuracy"]
+    good = per_word[acc.reindex(per_word.index).to_numpy() >= 8].dropna()
+    return replace(
+        q,
+        utterance_below=float(np.quantile(per_utt, q.utterance_quantile)),
+        word_below=float(np.quantile(good, q.word_quantile)) if len(good) else -np.inf,
+    )
