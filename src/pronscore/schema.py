@@ -112,7 +112,9 @@ class UtteranceScores:
 class Assessment:
     """Scores of one utterance at every level, plus why scoring was limited, if it was.
 
-    ``status`` is ``"ok"``, ``"failed"`` or ``"mismatch"`` (speech, but none of the text);
+    ``status`` is ``"ok"``, ``"failed"`` or ``"mismatch"`` (speech, but none of the text:
+    zero scores; or, from an encoder model's check, speech that does not sound like the text:
+    scores kept);
     ``reason`` says what went wrong (for example a failed alignment on silence) so callers can
     show it instead of silently low scores. ``inserted`` lists the spans (start, end in s) of
     extra speech: repeated or added words that belong to no word of the text.

@@ -16,7 +16,9 @@ What a bad input gives: unreadable, empty or too long audio and empty or non-Eng
 :class:`~pronscore.errors.AudioError` / :class:`~pronscore.errors.TextError`. Speech that cannot
 be aligned to the text (silence, noise, another sentence) is a *result*: ``status="failed"``
 (or ``"mismatch"`` when the aligner heard speech but none of the text), the aligner's ``reason``
-and zero scores everywhere, because nothing of the sentence was heard. A partial reading (with
+and zero scores everywhere, because nothing of the sentence was heard. A head that checks the
+speech against the text (encoder models) may also return ``"mismatch"``; then its scores are
+kept, with the reason. A partial reading (with
 the ``viterbi`` aligner) scores the words read; omitted words get status ``"omitted"``, zero
 scores and the mispronounced flag, and completeness is at most 10 x the share of words read.
 Words pronounced by the letter-to-sound fallback are scored but named in ``reason``.
@@ -314,9 +316,11 @@ class Scorer:
         self, prons: list[Pronunciation], feats: UtteranceFeatures | None, hyp: Assessment
     ) -> Assessment:
         """Our words and phones, the head's scores (clipped to the scales), aligned times."""
-        if hyp.status != "ok":
+        if hyp.status not in ("ok", "mismatch"):
             reason = hyp.reason or "the model could not score this"
             return failed_assessment(prons, reason, status=hyp.status)
+        # a head's "mismatch" (the speech does not sound like the text) keeps its scores: a
+        # very weak reading of the right text can look like that too, and zeros would hide it
         utt = UtteranceScores(
             **{a: _clip(getattr(hyp.utterance, a), UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
         )
@@ -338,7 +342,7 @@ class Scorer:
             reason = f"{reason}; {note}" if reason else note
         inserted = _inserted(feats)
         return Assessment(
-            utterance=utt, words=tuple(words), status="ok", reason=reason, inserted=inserted
+            utterance=utt, words=tuple(words), status=hyp.status, reason=reason, inserted=inserted
         )
 
     def _word(

@@ -112,7 +112,8 @@ def format_assessment(a: Assessment, *, color: bool = False, header: str | None 
     bold = (lambda s: f"{BOLD}{s}{RESET}") if color else (lambda s: s)
     lines = [header, ""] if header else []
     if a.status != "ok":
-        msg = f"could not score: {a.reason}"
+        scored = a.status == "mismatch" and any(v for v in a.utterance.to_dict().values())
+        msg = f"{'text mismatch' if scored else 'could not score'}: {a.reason}"
         lines += [f"{RED}{msg}{RESET}" if color else msg, ""]
     elif a.reason:
         lines += [f"note: {a.reason}", ""]

@@ -145,7 +145,9 @@ function render(a) {
   result.dataset.status = a.status;
   const reason = $("reason");
   reason.hidden = !a.reason;
-  reason.textContent = a.status === "ok" ? `Note: ${a.reason || ""}` : `Could not score: ${a.reason}`;
+  const scored = a.status === "mismatch" && Object.values(a.utterance).some((v) => v);
+  const label = a.status === "ok" ? "Note" : scored ? "Text mismatch" : "Could not score";
+  reason.textContent = `${label}: ${a.reason || ""}`;
   reason.classList.toggle("failed", a.status !== "ok");
 
   const utt = $("utterance");
