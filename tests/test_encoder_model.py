@@ -252,3 +252,22 @@ def test_shipped_whisper_model_scores_the_example(
     assert [w["text"] for w in out["words"]] == ["WE", "CALL", "IT", "BEAR"]
     assert all(0 <= p["score"] <= 2 for w in out["words"] for p in w["phones"])
     assert 0 < out["utterance"]["total"] <= 10
+
+
+@pytest.mark.realdata
+def test_whisper_model_catches_a_sentence_not_said(
+    whisper_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded default's known limit (tests/test_scorer.py, xfail) is caught by the
+    encoder check: 'mismatch', the reason, every word flagged, the scores kept."""
+    from pronscore.scorer import Scorer
+
+    monkeypatch.setenv("PRONSCORE_WHISPER", str(whisper_dir))
+    scorer = Scorer.from_pretrained("whisper")
+    example = Path(__file__).resolve().parents[1] / "examples" / "we_call_it_bear.wav"
+    right = scorer.score(example, "We call it bear")
+    assert right.status == "ok"
+    a = scorer.score(example, "Please open the window before lunch")
+    assert a.status == "mismatch" and "does not sound like the text" in a.reason
+    assert [w.mispronounced for w in a.words] == [True] * 6
+    assert 0 < a.utterance.accuracy < right.utterance.accuracy
