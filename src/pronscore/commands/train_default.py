@@ -259,6 +259,14 @@ def model_card(
         if encoder is not None
         else ""
     )
+    wrong_text = (
+        "Another sentence read in place of the text is mostly caught by the encoder check\n"
+        '  (`status: "mismatch"`, scores kept, every far-off word flagged); a very weak reading\n'
+        "  of the right text can be flagged the same way (rates: benchmarks/README.md)."
+        if encoder is not None
+        else "Another sentence read in place of the\n  text is mostly *not* caught: this "
+        "acoustic model tells a wrong word from a right one poorly."
+    )
     feats_cmd = (
         f"pronscore features data/so762 --out data/feats-enc --jobs 2 --encoder "
         f"../shared/models/whisper-base-encoder --layers {','.join(map(str, encoder.layers))}"
@@ -332,8 +340,7 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
   word stress is nearly constant in the corpus and is predicted poorly.
 - Audio that cannot be aligned (silence, audio too short for the text) gets
   `status: "failed"`, noise or speech in which no word of the text is found gets
-  `status: "mismatch"`, with the reason and zero scores. Another sentence read in place of the
-  text is mostly *not* caught: this acoustic model tells a wrong word from a right one poorly.
+  `status: "mismatch"`, with the reason and zero scores. {wrong_text}
 - Children's scores follow the experts much less than adults' (see the cross-validation
   subgroups: the dev split's 12 speakers hide most of the gap).
 - Pronunciations guessed for words in no lexicon are approximate.
