@@ -1,6 +1,7 @@
 """Every trainable run kind scores single recordings through ``Scorer.from_pretrained(RUN_DIR)``
-with the numbers its own predictor gives for the same utterance: ``hier`` (GOP + utterance
-features, pocketsphinx frames, Whisper vectors of the features stage) and ``ssl``. Tiny runs on
+with the numbers its own predictor gives for the same utterance: ``gop-blstm``, ``hier`` (GOP +
+utterance features, pocketsphinx frames, Whisper vectors of the features stage) and ``ssl``
+(``gop-gbt``: tests/test_scorer.py and tests/test_encoder_model.py). Tiny runs on
 tiny real data (six train and six dev utterances of Speechocean762)."""
 
 from __future__ import annotations
@@ -154,3 +155,39 @@ def test_an_ssl_run_scores_a_recording_as_its_predictor_does(
     assert out["status"] == "ok"
     assert [w["text"] for w in out["words"]] == ["WE", "CALL", "IT", "BEAR"]
     assert 0 <= out["utterance"]["total"] <= 10
+
+
+@pytest.mark.realdata
+def test_a_gop_blstm_run_scores_a_recording_as_its_features_say(
+    tiny_real: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pronscore.cli import main
+    from pronscore.features.extract import load_features
+    from pronscore.heads.blstm import BlstmHead
+    from pronscore.scorer import Scorer
+
+    data, feats = tiny_real
+    run = tmp_path / "run"
+    argv = ["train", "gop-blstm", "--features", str(feats), "--out", str(run), "--epochs", "2"]
+    assert main([*argv, "--bootstrap", "10", "--threads", "1"]) == 0
+    expected = BlstmHead.from_pretrained(run).predict_features(load_features(feats, "dev"))
+
+    scorer = Scorer.from_pretrained(run)
+    compared = 0
+    for r in _dev_rows(data)[:3]:
+        got = scorer.score(np.asarray(r["audio"], np.float32), r["text"], pronunciations=_prons(r))
+        want = expected[r["id"]]
+        assert got.status == want.status
+        if want.status != "ok":
+            continue
+        compared += 1
+        assert _utterance(got) == pytest.approx(_utterance(want), abs=1e-3)
+        assert [w.accuracy for w in got.words] == pytest.approx(
+            [w.accuracy for w in want.words], abs=1e-3
+        )
+        assert [p.score for p in got.phones] == pytest.approx(
+            [p.score for p in want.phones], abs=1e-3
+        )
+    assert compared >= 2
+    out = _score_cli(run, capsys)
+    assert out["status"] == "ok" and 0 <= out["utterance"]["total"] <= 10
