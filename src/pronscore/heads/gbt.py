@@ -93,7 +93,7 @@ class GbtHead:
         utts, words, phones = split.utterances, split.words, self.phone_rows(split)
         flagged: set[tuple[str, int]] = set()
         if self.checks is not None:
-            utts = _mark_mismatched(utts, self.checks.mismatched(phones))
+            utts = _mark_mismatched(utts, self.checks.mismatched(phones), self.checks.reason)
             flagged = self.checks.flagged_words(phones)
         u_tab = utterance_table(utts, words, phones, self.config.feature_set)
         u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
@@ -202,15 +202,13 @@ def heard_instead(canonical: str, heard: object) -> str | None:
     return heard if isinstance(heard, str) and heard and heard != canonical else None
 
 
-def _mark_mismatched(utts: pd.DataFrame, ids: set[str]) -> pd.DataFrame:
-    """Status ``mismatch`` with its reason for the utterances ``ids``."""
+def _mark_mismatched(utts: pd.DataFrame, ids: set[str], reason: str) -> pd.DataFrame:
+    """Status ``mismatch`` with ``reason`` for the utterances ``ids``."""
     if not ids:
         return utts
     hit = utts["id"].astype(str).isin(ids)
     out = utts.copy()
     out["status"] = np.where(hit, "mismatch", out.get("status", "ok"))
-    reason = "the speech does not sound like the text (its phones are recognised less well "
-    reason += "than in 99.5% of the training readings): another text, or not this one"
     out["reason"] = np.where(hit, reason, out.get("reason", None))
     return out
 

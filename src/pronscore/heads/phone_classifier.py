@@ -131,6 +131,14 @@ class EncoderChecks:
     utterance_quantile: float = 0.005
     word_quantile: float = 0.02
 
+    @property
+    def reason(self) -> str:
+        share = 100 * (1 - self.utterance_quantile)
+        return (
+            "the speech does not sound like the text (its phones are recognised less well "
+            f"than in {share:g}% of the training readings): another text, or not this one"
+        )
+
     def mismatched(self, phones) -> set[str]:
         """Utterance ids of ``phones`` (rows with ``p_enc_lpp``) that fail the check."""
         means = phones.groupby(phones["id"].astype(str))["p_enc_lpp"].mean()
