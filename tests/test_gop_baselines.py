@@ -189,18 +189,25 @@ def test_from_pretrained_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.realdata
-def test_predict_split_extracts_unseen_split(corpus_dir: Path, splits, tmp_path: Path) -> None:
-    """Ids the training FEATURES_DIR lacks: features are extracted into RUN_DIR/features-cache."""
+def test_a_run_scores_a_split_it_has_no_features_for(
+    corpus_dir: Path, splits, tmp_path: Path
+) -> None:
+    """`pronscore evaluate RUN` on audio the training FEATURES_DIR never saw: the Scorer makes
+    the features (the head never loads a dataset or runs the aligner)."""
+    from pronscore.cli import main
     from pronscore.dataset import prepare_dataset
+    from pronscore.schema import Assessment
     from pronscore.training.gop_baselines import TrainOptions, train_gop
 
     data = prepare_dataset(corpus_dir, tmp_path / "data", limit=3, progress=False, log=print)
     train, dev = splits
     feats = _write_features(tmp_path / "feats", {"train": train, "dev": dev})
     train_gop("gop-gbt", feats, tmp_path / "run", TrainOptions(threads=1, bootstrap=10), log=print)
-    head = load_predictor(tmp_path / "run")
-    out = head.predict_split(data, "dev")
-    assert len(out) == 3 and (tmp_path / "run/features-cache/dev/utterances.parquet").is_file()
-    for a in out.values():
+    pred = tmp_path / "pred.jsonl"
+    argv = ["evaluate", str(tmp_path / "run"), "--data", str(data), "--split", "dev"]
+    assert main([*argv, "--predictions", str(pred), "--bootstrap", "10", "--quiet"]) == 0
+    out = [Assessment.from_dict(json.loads(line)) for line in pred.read_text().splitlines()]
+    assert len(out) == 3 and not (tmp_path / "run/features-cache").exists()
+    for a in out:
         assert a.status == "ok" and a.utterance.total is not None and a.words
         assert all(p.score is not None and p.end > p.start for p in a.phones)

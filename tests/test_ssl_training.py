@@ -122,6 +122,7 @@ def save_tiny_backbone(root: Path, family: str = "hubert") -> Path:
 )
 def test_train_cli_writes_a_run_that_evaluate_loads(strategy, extra, tmp_path, capsys):
     from pronscore.cli import main
+    from pronscore.dataset import load_split
     from pronscore.runs import load_predictor
 
     data = write_dataset(tmp_path)
@@ -140,7 +141,7 @@ def test_train_cli_writes_a_run_that_evaluate_loads(strategy, extra, tmp_path, c
     assert strategy in card and str(data.resolve()) in card
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["best_metric"] is not None  # selected on dev mean PCC
-    hyps = load_predictor(run).predict_split(data, "dev")
+    hyps = load_predictor(run).predict_rows(load_split(data, "dev"))
     assert sorted(hyps) == [f"dev{i:03d}" for i in range(6)]
     totals = [h.utterance.total for h in hyps.values()]
     assert all(0.0 <= t <= 10.0 for t in totals)

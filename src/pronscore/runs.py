@@ -1,9 +1,11 @@
 """Trained runs on disk: ``RUN_DIR/config.json`` names its ``kind``; a registry maps kinds to
 the predictor class that loads it.
 
-Every predictor implements :class:`Predictor`: ``from_pretrained(run_dir)`` and
-``predict_split(dataset_dir, split)`` returning one :class:`~pronscore.schema.Assessment` per
-utterance id. ``pronscore evaluate`` works through this and nothing else.
+Every predictor implements :class:`Predictor`: ``from_pretrained(run_dir)`` and either
+``predict_features(SplitFeatures)`` (heads that score from the feature tables) or
+``predict_utterance(samples, words)`` (heads that need the audio). Heads never load datasets,
+run aligners or encoders: the :class:`~pronscore.scorer.Scorer` builds their inputs, for one
+recording and for ``pronscore evaluate`` over a split alike.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pronscore.errors import ModelError
 from pronscore.schema import Assessment
+
+if TYPE_CHECKING:
+    from pronscore.features.extract import SplitFeatures
 
 PREDICTORS: dict[str, str] = {
     # kind: "module:Class"
@@ -29,9 +34,7 @@ class Predictor(Protocol):
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> Predictor: ...
 
-    def predict_split(
-        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
-    ) -> dict[str, Assessment]: ...
+    def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]: ...
 
 
 def read_run_config(run_dir: str | Path) -> dict:

@@ -10,7 +10,6 @@ from pathlib import Path
 from pronscore.commands import encoder
 from pronscore.dataset import load_split, split_references
 from pronscore.evaluation.metrics import N_BOOTSTRAP, evaluate_assessments, format_table
-from pronscore.runs import load_predictor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,17 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def predict(model: str, data: str, split: str, *, jobs: int, progress: bool) -> tuple[dict, str]:
-    """Assessments of every utterance and how they were made: through the Scorer (the path
-    users run) wherever it can load the model, else the run kind's own split predictor."""
-    from pronscore.errors import NotServable
+    """Assessments of every utterance and how they were made: through the Scorer, the path
+    users run (every run kind loads there)."""
     from pronscore.evaluation.scoring import score_split
     from pronscore.scorer import Scorer
 
-    try:
-        scorer = Scorer.from_pretrained(model)
-    except NotServable as err:
-        print(f"evaluate: {err.reason}; using its split predictor", file=sys.stderr)
-        return load_predictor(model).predict_split(data, split, jobs=jobs), "split predictor"
+    scorer = Scorer.from_pretrained(model)
     hyps = score_split(model, data, split, jobs=jobs, scorer=scorer, progress=progress)
     return hyps, "scorer"
 

@@ -28,7 +28,7 @@ from pronscore.constants import (
 )
 from pronscore.errors import ModelError
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.gbt import assemble, predict_split_features
+from pronscore.heads.gbt import assemble
 from pronscore.runs import read_run_config
 from pronscore.text import PHONE_INDEX
 
@@ -196,9 +196,6 @@ class BlstmHead:
             {a: w_arr[:, i] * WORD_SCALE for i, a in enumerate(WORD_ASPECTS)},
             p_arr if len(phones) else None,
         )  # fmt: skip
-
-    def predict_split(self, dataset_dir, split: str, *, jobs: int = 1) -> dict:
-        return self.predict_features(predict_split_features(self, dataset_dir, split, jobs))
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         from safetensors.torch import save_file

@@ -26,7 +26,7 @@ from pronscore.errors import ModelError
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
 from pronscore.heads.phone_classifier import EncoderChecks, PhoneClassifier
-from pronscore.heads.tables import features_for_split, phone_table, utterance_table, word_table
+from pronscore.heads.tables import phone_table, utterance_table, word_table
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 
@@ -175,21 +175,6 @@ class GbtHead:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed encoder ({exc!r})", path=d / "config.json") from exc
         return cls(gbt_config, boosters, features, extra, d, encoder, classifier, checks)
-
-    def predict_split(
-        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
-    ) -> dict[str, Assessment]:
-        """Assessments for a prepared split (features reused or extracted, see
-        :func:`~pronscore.heads.tables.features_for_split`)."""
-        return self.predict_features(predict_split_features(self, dataset_dir, split, jobs))
-
-
-def predict_split_features(head, dataset_dir: str | Path, split: str, jobs: int) -> SplitFeatures:
-    """The features a loaded head (:class:`GbtHead`, BLSTM) needs for a dataset split."""
-    if head.run_dir is None:
-        raise ModelError("save the head and load it with from_pretrained before predict_split")
-    features_dir = head.extra.get("features_dir")
-    return features_for_split(features_dir, dataset_dir, split, cache_dir=head.run_dir, jobs=jobs)
 
 
 def _clip(x: float | None, hi: float) -> float | None:

@@ -8,13 +8,10 @@ aggregates of the phone and word features).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
-from pronscore.features.extract import SplitFeatures
 from pronscore.text import PHONE_INDEX, PHONES
 
 POSITIONS = {"B": 0.0, "I": 1.0, "E": 2.0, "S": 3.0}
@@ -122,36 +119,3 @@ def phone_table(phones: pd.DataFrame, words: pd.DataFrame, utts: pd.DataFrame) -
 
 def targets(df: pd.DataFrame, cols: tuple[str, ...] | str) -> np.ndarray:
     return df[list(cols) if isinstance(cols, tuple) else [cols]].to_numpy(dtype="float64")
-
-
-def features_for_split(
-    features_dir: str | Path | None,
-    dataset_dir: str | Path,
-    split: str,
-    *,
-    cache_dir: str | Path,
-    jobs: int = 1,
-) -> SplitFeatures:
-    """Features of a prepared dataset split for prediction.
-
-    Reuses ``features_dir/<split>`` (the FEATURES_DIR a head was trained on) when it holds
-    exactly that split's utterance ids; otherwise extracts them, resumably, into
-    ``cache_dir/features-cache`` with the extractor settings of ``features_dir/meta.json`` (a
-    head must see features made the way its training features were).
-    """
-    from pronscore.dataset import load_split
-    from pronscore.features.extract import extract_dataset, extractor_config_of, load_features
-
-    ids = {str(i) for i in load_split(dataset_dir, split)["id"]}
-    config = None
-    if features_dir:
-        fdir = Path(features_dir)
-        if (fdir / split / "utterances.parquet").is_file():
-            feats = load_features(fdir, split)
-            if set(feats.utterances["id"].astype(str)) == ids:
-                return feats
-        if (fdir / "meta.json").is_file():
-            config = extractor_config_of(fdir)
-    root = Path(cache_dir) / "features-cache"
-    extract_dataset(dataset_dir, root, splits=[split], jobs=jobs, config=config)
-    return load_features(root, split)

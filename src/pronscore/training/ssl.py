@@ -408,11 +408,6 @@ class SslPredictor:
         model = SslScorer.from_pretrained(run_dir)
         return cls(model, model.feature_extractor(run_dir))
 
-    def predict_split(self, dataset_dir: str | Path, split: str, *, jobs: int = 1):
-        from pronscore.dataset import load_split
-
-        return self.predict_rows(load_split(dataset_dir, split))
-
     @torch.no_grad()
     def predict_rows(self, rows) -> dict[str, Assessment]:
         data = AudioScores(rows, self.model.family, self.fe, self.model.settings.aspects)
