@@ -55,5 +55,5 @@ class ModelError(PronscoreError):
 
 
 class NotServable(ModelError):
-    """A trained head the Scorer cannot run on single recordings (yet): evaluation falls back
-    to the run kind's own split predictor."""
+    """A head the Scorer cannot run on single recordings (neither ``predict_features`` nor
+    ``predict_utterance``)."""

@@ -78,7 +78,11 @@ class PhoneVectors:
     def load(self) -> WhisperFrames:
         """The encoder, loaded on the first call (:class:`ModelError` when it cannot be)."""
         if self._frames is None:
-            self._frames = WhisperFrames(self.spec.resolved_model(), threads=self.threads)
+            try:
+                self._frames = WhisperFrames(self.spec.resolved_model(), threads=self.threads)
+            except ModelError as err:
+                hint = f"; give --encoder PATH or set ${WHISPER_ENV} to a local copy"
+                raise ModelError(err.reason + hint, path=err.path) from err
             if max(self.spec.layers) >= self._frames.n_layers:
                 raise ModelError(
                     f"layer {max(self.spec.layers)} asked, the encoder has "
