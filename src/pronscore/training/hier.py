@@ -723,35 +723,6 @@ class HierHead:
         items = _fill(self.model, items)
         return assessments(self.model, split, items)
 
-    def predict_split(
-        self, dataset_dir: str | Path, split: str, *, jobs: int = 1
-    ) -> dict[str, Assessment]:
-        """Features are reused from the training FEATURES_DIR or extracted; for whisper inputs
-        without encoder vectors in them, the deep cache is filled from the dataset audio."""
-        from pronscore.heads.tables import features_for_split
-
-        feats = features_for_split(
-            self.config.get("features_dir"), dataset_dir, split, cache_dir=self.run_dir, jobs=jobs
-        )
-        if self.spec.whisper_layers and feats.phone_vectors is None:
-            from pronscore.features.deep import dataset_audio, extract_pooled, whisper_model
-
-            cache = self.config.get("deep_cache")
-            if cache is None:
-                raise ModelError(
-                    "whisper inputs, no encoder vectors in the features and no cache folder "
-                    "(score through the Scorer: `pronscore evaluate` does)",
-                    path=self.run_dir / "config.json",
-                    field="deep_cache",
-                )
-            extract_pooled(
-                feats.phones,
-                dataset_audio(dataset_dir, [split]),
-                cache,
-                model=whisper_model(self.config.get("whisper_model")),
-            )
-        return self.predict_features(feats)
-
 
 # --- seeds, evaluation, saving ---------------------------------------------------------------
 
