@@ -73,6 +73,27 @@ def _utterance(a) -> list:
     return [getattr(a.utterance, k) for k in UTTERANCE_ASPECTS]
 
 
+def _scores_as_expected(scorer, data: Path, expected: dict) -> None:
+    """The Scorer's scores for the first dev utterances equal the head's own (1e-3)."""
+    compared = 0
+    for r in _dev_rows(data)[:3]:
+        got = scorer.score(np.asarray(r["audio"], np.float32), r["text"], pronunciations=_prons(r))
+        want = expected[r["id"]]
+        assert got.status == want.status
+        if want.status != "ok":
+            continue
+        compared += 1
+        assert _utterance(got) == pytest.approx(_utterance(want), abs=1e-3)
+        for g, w in zip(got.words, want.words, strict=True):
+            assert [g.accuracy, g.stress, g.total] == pytest.approx(
+                [w.accuracy, w.stress, w.total], abs=1e-3
+            )
+        assert [p.score for p in got.phones] == pytest.approx(
+            [p.score for p in want.phones], abs=1e-3
+        )
+    assert compared >= 2
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("inputs", ["gop+utt", "ps-frames", "whisper:1-2+gop"])
 def test_a_hier_run_scores_a_recording_as_its_features_say(
@@ -97,24 +118,7 @@ def test_a_hier_run_scores_a_recording_as_its_features_say(
         assert head.encoder is None
     expected = head.predict_features(load_features(feats, "dev"))
 
-    scorer = Scorer.from_pretrained(run)
-    compared = 0
-    for r in _dev_rows(data)[:3]:
-        got = scorer.score(np.asarray(r["audio"], np.float32), r["text"], pronunciations=_prons(r))
-        want = expected[r["id"]]
-        assert got.status == want.status
-        if want.status != "ok":
-            continue
-        compared += 1
-        assert _utterance(got) == pytest.approx(_utterance(want), abs=1e-3)
-        for g, w in zip(got.words, want.words, strict=True):
-            assert [g.accuracy, g.stress, g.total] == pytest.approx(
-                [w.accuracy, w.stress, w.total], abs=1e-3
-            )
-        assert [p.score for p in got.phones] == pytest.approx(
-            [p.score for p in want.phones], abs=1e-3
-        )
-    assert compared >= 2
+    _scores_as_expected(Scorer.from_pretrained(run), data, expected)
     if "whisper" in inputs or inputs == "ps-frames":
         out = _score_cli(run, capsys)
         assert out["status"] == "ok"
@@ -172,22 +176,6 @@ def test_a_gop_blstm_run_scores_a_recording_as_its_features_say(
     assert main([*argv, "--bootstrap", "10", "--threads", "1"]) == 0
     expected = BlstmHead.from_pretrained(run).predict_features(load_features(feats, "dev"))
 
-    scorer = Scorer.from_pretrained(run)
-    compared = 0
-    for r in _dev_rows(data)[:3]:
-        got = scorer.score(np.asarray(r["audio"], np.float32), r["text"], pronunciations=_prons(r))
-        want = expected[r["id"]]
-        assert got.status == want.status
-        if want.status != "ok":
-            continue
-        compared += 1
-        assert _utterance(got) == pytest.approx(_utterance(want), abs=1e-3)
-        assert [w.accuracy for w in got.words] == pytest.approx(
-            [w.accuracy for w in want.words], abs=1e-3
-        )
-        assert [p.score for p in got.phones] == pytest.approx(
-            [p.score for p in want.phones], abs=1e-3
-        )
-    assert compared >= 2
+    _scores_as_expected(Scorer.from_pretrained(run), data, expected)
     out = _score_cli(run, capsys)
     assert out["status"] == "ok" and 0 <= out["utterance"]["total"] <= 10
