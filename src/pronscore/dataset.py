@@ -41,29 +41,14 @@ from tqdm.auto import tqdm
 from pronscore.constants import MAX_DURATION_S, SAMPLE_RATE, UTTERANCE_ASPECTS
 from pronscore.corpora.base import Utterance
 from pronscore.errors import AudioError, CorpusError
-from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+from pronscore.labels import utterance_labels, word_labels
+from pronscore.schema import Assessment
 
 
 def row_labels(row: dict[str, Any]) -> Assessment:
     """Human labels of one dataset row as an :class:`Assessment`."""
-    words = []
-    for w in row["words"]:
-        accs = w.get("phones_accuracy")
-        phones = tuple(
-            PhoneAssessment(p, None if accs is None else float(accs[i]))
-            for i, p in enumerate(w["phones"])
-        )
-        words.append(
-            WordAssessment(
-                text=w["text"],
-                accuracy=w.get("accuracy"),
-                stress=w.get("stress"),
-                total=w.get("total"),
-                phones=phones,
-            )
-        )
-    utt = UtteranceScores(**{a: row.get(a) for a in UTTERANCE_ASPECTS})
-    return Assessment(utterance=utt, words=tuple(words))
+    words = [word_labels(w["text"], w, w["phones"], w.get("phones_accuracy")) for w in row["words"]]
+    return utterance_labels(row, words)
 
 
 def load_prepared(dataset_dir: str | Path):  # -> datasets.DatasetDict

@@ -21,10 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pronscore.constants import PHONE_SCALE, UTTERANCE_SCALE, WORD_SCALE
+from pronscore.constants import (
+    PHONE_SCALE,
+    UTTERANCE_ASPECTS,
+    UTTERANCE_SCALE,
+    WORD_ASPECTS,
+    WORD_SCALE,
+)
 from pronscore.corpora.base import CorpusManifest, Utterance
 from pronscore.errors import CorpusError
-from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+from pronscore.labels import utterance_labels, word_labels
+from pronscore.schema import Assessment
 from pronscore.text import base_phone, check_phone, read_lexicon
 
 SPLITS = ("train", "test")
@@ -232,10 +239,10 @@ def parse_scores(
 
     Canonical phones come from the entry's ``phones`` and otherwise from ``text-phone``.
     """
-    utt = UtteranceScores(**{
+    utt = {
         a: _score(entry.get(a), UTTERANCE_SCALE, path=path, field=f"{where}.{a}")
-        for a in ("accuracy", "completeness", "fluency", "prosodic", "total")
-    })  # fmt: skip
+        for a in UTTERANCE_ASPECTS
+    }
     words = []
     for i, w in enumerate(entry.get("words") or ()):
         f = f"{where}.words[{i}]"
@@ -257,14 +264,11 @@ def parse_scores(
             )
             for j in range(len(phones))
         ]
-        words.append(WordAssessment(
-            text=str(w.get("text", "")).upper(),
-            accuracy=_score(w.get("accuracy"), WORD_SCALE, path=path, field=f"{f}.accuracy"),
-            stress=_score(w.get("stress"), WORD_SCALE, path=path, field=f"{f}.stress"),
-            total=_score(w.get("total"), WORD_SCALE, path=path, field=f"{f}.total"),
-            phones=tuple(PhoneAssessment(p, s) for p, s in zip(phones, phone_scores, strict=True)),
-        ))  # fmt: skip
-    return Assessment(utterance=utt, words=tuple(words))
+        scores = {
+            a: _score(w.get(a), WORD_SCALE, path=path, field=f"{f}.{a}") for a in WORD_ASPECTS
+        }
+        words.append(word_labels(str(w.get("text", "")).upper(), scores, phones, phone_scores))
+    return utterance_labels(utt, words)
 
 
 # --- Hugging Face parquet export ---------------------------------------------------------

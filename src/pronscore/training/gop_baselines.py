@@ -26,7 +26,8 @@ from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
 from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
 from pronscore.features.encoder import EncoderSpec, read_spec
 from pronscore.features.extract import SplitFeatures, load_features
-from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
+from pronscore.labels import utterance_labels, word_labels
+from pronscore.schema import Assessment
 
 KINDS = ("gop-gbt", "gop-blstm")
 METRICS_FILE = "metrics.json"
@@ -47,29 +48,24 @@ class TrainOptions:
     """``FEATURES_DIR:SPLIT`` of synthetic negatives added to the train split (never dev)."""
 
 
-def _num(v: Any) -> float | None:
-    return None if v is None or pd.isna(v) else float(v)
-
-
 def labels_from_features(split: SplitFeatures) -> dict[str, Assessment]:
     """The human labels carried by a FEATURES split (``y_*`` columns) as Assessments."""
-    phones: dict[tuple[str, int], list[PhoneAssessment]] = {}
-    for r in split.phones.itertuples(index=False):
-        phones.setdefault((str(r.id), int(r.word_index)), []).append(
-            PhoneAssessment(str(r.phone), _num(getattr(r, "y_score", None)))
+    p = split.phones
+    phones = {k: g for k, g in p.groupby([p["id"].astype(str), p["word_index"]], sort=False)}
+    words: dict[str, list] = {}
+    for r in split.words.to_dict("records"):
+        uid = str(r["id"])
+        g = phones.get((uid, int(r["word_index"])))
+        names = [] if g is None else g["phone"].tolist()
+        scores = None if g is None or "y_score" not in g else g["y_score"].tolist()
+        labels = {a: r.get(f"y_{a}") for a in WORD_ASPECTS}
+        words.setdefault(uid, []).append(word_labels(r["text"], labels, names, scores))
+    return {
+        str(r["id"]): utterance_labels(
+            {a: r.get(f"y_{a}") for a in UTTERANCE_ASPECTS}, words.get(str(r["id"]), [])
         )
-    words: dict[str, list[WordAssessment]] = {}
-    for r in split.words.itertuples(index=False):
-        uid = str(r.id)
-        scores = {a: _num(getattr(r, f"y_{a}", None)) for a in WORD_ASPECTS}
-        ph = tuple(phones.get((uid, int(r.word_index)), ()))
-        words.setdefault(uid, []).append(WordAssessment(str(r.text), phones=ph, **scores))
-    out = {}
-    for r in split.utterances.itertuples(index=False):
-        uid = str(r.id)
-        scores = UtteranceScores(**{a: _num(getattr(r, f"y_{a}", None)) for a in UTTERANCE_ASPECTS})
-        out[uid] = Assessment(utterance=scores, words=tuple(words.get(uid, ())))
-    return out
+        for r in split.utterances.to_dict("records")
+    }
 
 
 def speaker_meta(split: SplitFeatures) -> dict[str, UttMeta]:
