@@ -8,11 +8,13 @@ PCs"; here a fresh ridge regressor is fitted on the first k principal components
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pronscore.atomic import atomic_write_bytes
 from pronscore.evaluation.metrics import pearson
 
 
@@ -87,7 +89,7 @@ def scatter_png(pcs: np.ndarray, score: np.ndarray, path: Path, title: str) -> N
     ax.set_ylabel("PC2")
     ax.set_title(f"PC1-PC2 coloured by {title}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pronscore.atomic import atomic_write_text
 from pronscore.constants import UTTERANCE_ASPECTS
 
 
@@ -61,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scatter_png(pcs, y[:, j], out / "pca_scatter.png", args.aspect)
-    tmp = out / ".pca.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "pca.json")
+    atomic_write_text(out / "pca.json", json.dumps(result, indent=2))
     print(json.dumps({"explained_variance_ratio": result["explained_variance_ratio"][:3],
                       "pc_subset": result.get("pc_subset", {}).get("pcc_by_k")}))  # fmt: skip
     return 0

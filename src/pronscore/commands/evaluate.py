@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from pronscore.atomic import atomic_write_text
 from pronscore.commands import encoder
 from pronscore.dataset import load_split, split_references
 from pronscore.evaluation.metrics import N_BOOTSTRAP, evaluate_assessments, format_table
@@ -52,20 +53,13 @@ def run(args: argparse.Namespace) -> int:
     metrics["split"] = args.split
     text = json.dumps(metrics, indent=2)
     if args.out:
-        _write_atomic(Path(args.out), text)
+        atomic_write_text(args.out, text)
     if args.predictions:
         lines = (json.dumps({"id": i, **hyps[i].to_dict()}) for i in sorted(hyps))
-        _write_atomic(Path(args.predictions), "\n".join(lines) + "\n")
+        atomic_write_text(args.predictions, "\n".join(lines) + "\n")
     if args.plots:
         from pronscore.evaluation.plots import scatter_plots
 
         scatter_plots(refs, hyps, args.plots)
     print(text if args.json else format_table(metrics), file=sys.stdout)
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -10,10 +10,12 @@ unpadded, exactly as the SSL scorer sees them.
 from __future__ import annotations
 
 import argparse
-import os
+import io
 from pathlib import Path
 
 import numpy as np
+
+from pronscore.atomic import atomic_write_bytes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     if path.suffix == ".npz":
-        np.savez(tmp, **arrays)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
     else:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-    os.replace(tmp, path)
+        data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, data)
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:

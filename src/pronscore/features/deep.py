@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pronscore.atomic import atomic_write_bytes, atomic_write_text
 from pronscore.constants import SAMPLE_RATE
 from pronscore.errors import ModelError
 
@@ -130,12 +131,10 @@ def cache_path(cache_dir: str | Path, utt_id: str) -> Path:
 
 def write_pooled(cache_dir: str | Path, utt_id: str, pooled: np.ndarray, has: np.ndarray) -> None:
     """Atomically write one utterance's pooled vectors (float16 to halve the cache)."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = cache_path(cache_dir, utt_id)
-    tmp = path.with_suffix(".tmp")
-    save_file({"pooled": pooled.astype(np.float16), "has_time": has.astype(np.uint8)}, str(tmp))
-    tmp.replace(path)
+    arrays = {"pooled": pooled.astype(np.float16), "has_time": has.astype(np.uint8)}
+    atomic_write_bytes(cache_path(cache_dir, utt_id), save(arrays))
 
 
 def load_pooled(cache_dir: str | Path, utt_id: str, layers: Iterable[int]) -> np.ndarray:
@@ -178,7 +177,7 @@ def extract_pooled(
         "dim": frames.dim,
         "frame_rate": frames.frame_rate,
     }
-    (cache / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write_text(cache / "meta.json", json.dumps(meta, indent=1))
     for utt in tqdm(todo, desc="whisper features", unit="utt", disable=not progress):
         g = groups[utt]
         states = frames(audio_of(utt))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pronscore.acoustic.encoders import WHISPER_WINDOW_S, backbone_inputs
-from pronscore.atomic import replace_dir
+from pronscore.atomic import atomic_write_bytes, replace_dir
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS, UTTERANCE_SCALE
 from pronscore.errors import ModelError
 from pronscore.models.ssl import CTC_BLANK, SslConfig, SslScorer
@@ -165,7 +164,7 @@ def pooled_features(model: SslScorer, data: AudioScores, *, desc: str = "encode"
 
 def cached_pooled(model: SslScorer, data: AudioScores, path: Path) -> np.ndarray:
     """:func:`pooled_features`, stored at ``path`` (safetensors) and reused when ids match."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file, save
 
     ids = "\n".join(data.ids)
     if path.is_file():
@@ -173,11 +172,8 @@ def cached_pooled(model: SslScorer, data: AudioScores, path: Path) -> np.ndarray
         if bytes(cached["ids"]).decode() == ids:
             return cached["pooled"]
     pooled = pooled_features(model, data, desc=f"encode {path.stem}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     ids_bytes = np.frombuffer(ids.encode(), dtype=np.uint8)
-    save_file({"pooled": pooled, "ids": ids_bytes}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save({"pooled": pooled, "ids": ids_bytes}))
     return pooled
 
 
