@@ -16,22 +16,12 @@ from pronscore.constants import PHONE_SCALE, UTTERANCE_ASPECTS, WORD_SCALE
 from pronscore.errors import ModelError
 from pronscore.features.deep import pool_phones, whisper_model, write_pooled
 from pronscore.features.extract import load_features
+from pronscore.heads.hier_head import HierHead, predict_items
+from pronscore.heads.hier_inputs import InputSpec, build_items, collate, phone_vectors
 from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
 from pronscore.text import PHONES
-from pronscore.training.hier import (
-    FitOptions,
-    HierHead,
-    HierTrainOptions,
-    InputSpec,
-    build_items,
-    collate,
-    fit,
-    phone_vectors,
-    predict_items,
-    relabel,
-    save_run,
-    train_seeds,
-)
+from pronscore.training.hier import FitOptions, HierTrainOptions, fit, save_run, train_seeds
+from pronscore.training.hier_teacher import relabel
 
 PAPER_PARAMS = 20_289
 
@@ -328,7 +318,7 @@ def test_relabel_writes_predictions_as_labels(tiny_features) -> None:
         ),
     )
     fit(model, items, None, FitOptions(epochs=1))
-    from pronscore.training.hier import assessments
+    from pronscore.heads.hier_head import assessments
 
     preds = assessments(model, dev, items)
     syn = relabel(dev, preds)
@@ -401,7 +391,7 @@ def test_whisper_inputs_come_from_the_splits_encoder_vectors(tiny_features) -> N
     whisper:1-2 reads layers 1 and 2; a phone without time reads zeros, as the deep cache had."""
     from dataclasses import replace
 
-    from pronscore.training.hier import encoder_inputs
+    from pronscore.heads.hier_inputs import encoder_inputs
 
     dev = load_features(tiny_features[0], "dev")
     rng = np.random.default_rng(0)

@@ -104,8 +104,8 @@ def test_a_hier_run_scores_a_recording_as_its_features_say(
 ) -> None:
     from pronscore.cli import main
     from pronscore.features.extract import load_features
+    from pronscore.heads.hier_head import HierHead
     from pronscore.scorer import Scorer
-    from pronscore.training.hier import HierHead
 
     data, feats = tiny_real
     run = tmp_path / "run"
@@ -133,8 +133,8 @@ def test_an_ssl_run_scores_a_recording_as_its_predictor_does(
 ) -> None:
     from pronscore.cli import main
     from pronscore.dataset import load_split
+    from pronscore.heads.ssl import SslPredictor
     from pronscore.scorer import Scorer
-    from pronscore.training.ssl import SslPredictor
     from test_ssl_training import save_tiny_backbone
 
     data, _ = tiny_real

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -13,19 +12,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_ssl_models import tiny_scorer, toy_batch
 
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # the test process hosts the rendezvous store (as torchrun's agent does), so no rank tears
+    # down a store that another rank still uses when it exits
+    store = dist.TCPStore("127.0.0.1", port, world, is_master=False)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     try:
         model = tiny_scorer("wav2vec2", "ctc", seed=0).train()  # same init on every rank
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -45,6 +40,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         fixed = all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n in frozen)
         moved = not torch.equal(model.head[1].weight, before["head.1.weight"])
         Path(out_dir, f"rank{rank}.txt").write_text(f"{same} {fixed} {moved}")
+        dist.barrier()  # neither rank leaves while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -52,7 +48,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 def test_two_process_gloo_step_keeps_replicas_identical(tmp_path):
     if not dist.is_gloo_available():
         pytest.skip("torch built without gloo")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    store = dist.TCPStore("127.0.0.1", 0, 2, is_master=True, wait_for_workers=False)
+    mp.spawn(_worker, args=(2, store.port, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         # gradients were averaged (replicas equal), frozen CNN untouched, the head trained
         assert (tmp_path / f"rank{rank}.txt").read_text() == "True True True"

@@ -11,7 +11,8 @@ import torch
 
 from pronscore.acoustic.encoders import build_backbone, default_feature_extractor
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS
-from pronscore.training.ssl import AudioScores, pad_batch, phone_ids_of, pooled_features
+from pronscore.models.ssl_inputs import AudioScores, pad_batch, phone_ids_of
+from pronscore.training.ssl import pooled_features
 from test_ssl_models import tiny_config, tiny_scorer, toy_batch
 
 

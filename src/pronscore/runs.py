@@ -25,8 +25,8 @@ PREDICTORS: dict[str, str] = {
     # kind: "module:Class"
     "gop-gbt": "pronscore.heads.gbt:GbtHead",
     "gop-blstm": "pronscore.heads.blstm:BlstmHead",
-    "hier": "pronscore.training.hier:HierHead",
-    "ssl": "pronscore.training.ssl:SslPredictor",
+    "hier": "pronscore.heads.hier_head:HierHead",
+    "ssl": "pronscore.heads.ssl:SslPredictor",
 }
 
 

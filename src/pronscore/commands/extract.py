@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from pronscore.dataset import load_split
     from pronscore.errors import ModelError
     from pronscore.models.ssl import SslConfig, SslScorer, masked_mean
-    from pronscore.training.ssl import AudioScores
+    from pronscore.models.ssl_inputs import AudioScores
 
     if args.threads:
         torch.set_num_threads(args.threads)

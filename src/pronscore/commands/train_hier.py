@@ -63,13 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import load_features
-    from pronscore.training.hier import (
-        HierTrainOptions,
-        InputSpec,
-        mean_metrics,
-        save_run,
-        train_seeds,
-    )
+    from pronscore.heads.hier_inputs import InputSpec
+    from pronscore.training.hier import HierTrainOptions, mean_metrics, save_run, train_seeds
 
     encoder = read_spec(args.features) if InputSpec.parse(args.inputs).whisper_layers else None
     opts = HierTrainOptions(

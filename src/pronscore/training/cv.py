@@ -162,7 +162,8 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
     if kind == "hier":
         from pathlib import Path
 
-        from pronscore.training.hier import HierHead, HierTrainOptions, train_hier
+        from pronscore.heads.hier_head import HierHead
+        from pronscore.training.hier import HierTrainOptions, train_hier
 
         def hier(train, val, test, seed):
             extra = {} if opts.epochs is None else {"epochs": opts.epochs}

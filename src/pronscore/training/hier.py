@@ -1,30 +1,19 @@
-"""Training of the hierarchical scorer: inputs, batching, masked multi-level losses, the three
-stages of Lin & Wang (2021) and the ``hier`` predictor.
-
-Inputs (``--inputs``, joined with ``+``):
-
-* ``gop``        the per-phone ``p_*`` columns of a FEATURES_DIR (paper Table 3 variant)
-* ``ps-frames``  pocketsphinx per-frame log phone posteriors (``frames/<id>.safetensors``),
-                 mean-pooled over each aligned phone (39 + 3 non-speech dims)
-* ``utt``        (beyond the paper) the utterance-level ``u_*`` features (speech rate, pauses,
-                 F0/energy statistics) added to the sentence vector; needs a per-phone input too
-* ``whisper:L``  Whisper layer L pooled per phone: the encoder vectors of the FEATURES_DIR
-                 (``pronscore features --encoder ID_OR_PATH --layers L``, what the Scorer
-                 computes for a recording), else the cache of :mod:`pronscore.features.deep`
-                 (``--deep-cache``, older runs); ``whisper:A-B`` is a learned softmax-weighted
-                 sum of layers A..B
+"""Training of the hierarchical scorer (:mod:`pronscore.heads.hierarchical`): masked
+multi-level losses, the training loop, the three stages of Lin & Wang (2021), seeds and the run
+folder. Inputs are built by :mod:`pronscore.heads.hier_inputs`; inference is
+:class:`pronscore.heads.hier_head.HierHead`.
 
 Stages: (1) the acoustic model is pretrained and frozen (features are cached);
-(2) ``pretrain="synthetic"``: a GOP gradient-boosted-trees teacher (``pronscore.heads.gbt``)
-scores the unlabelled utterances -- the train split itself with out-of-fold teacher
-predictions, plus any extra FEATURES_DIR (e.g. augmented audio) -- and the module is trained
-on those scores; (3) fine-tuning on the human scores, model selection on dev.
+(2) ``pretrain="synthetic"``: a GOP gradient-boosted-trees teacher
+(:mod:`pronscore.training.hier_teacher`) scores the unlabelled utterances -- the train split
+itself with out-of-fold teacher predictions, plus any extra FEATURES_DIR (e.g. augmented audio)
+-- and the module is trained on those scores; (3) fine-tuning on the human scores, model
+selection on dev.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -32,234 +21,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from pronscore.atomic import replace_dir
-from pronscore.constants import (
-    PHONE_SCALE,
-    UTTERANCE_ASPECTS,
-    WORD_ASPECTS,
-    WORD_SCALE,
-)
+from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
 from pronscore.errors import ModelError
 from pronscore.evaluation.metrics import pearson
-from pronscore.features.encoder import EncoderSpec
-from pronscore.features.extract import SplitFeatures, load_features
-from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_id
-from pronscore.schema import Assessment
+from pronscore.features.extract import SplitFeatures
+from pronscore.heads.hier_head import assessments, fill_missing, predict_items
+from pronscore.heads.hier_inputs import (
+    InputSpec,
+    UttArrays,
+    collate,
+    fill_nan,
+    gop_columns,
+    prepare_items,
+    utt_columns,
+)
+from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig
+from pronscore.training.hier_teacher import synthetic_splits
 
-_WHISPER = re.compile(r"^whisper:(\d+)(?:-(\d+))?$")
-
-
-# --- inputs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Parsed ``--inputs``: which per-phone vectors, and which Whisper layers (if any)."""
-
-    gop: bool = False
-    ps_frames: bool = False
-    utt: bool = False
-    whisper_layers: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> InputSpec:
-        spec = cls()
-        for part in text.split("+"):
-            part = part.strip()
-            if part == "gop":
-                spec = replace(spec, gop=True)
-            elif part == "ps-frames":
-                spec = replace(spec, ps_frames=True)
-            elif part == "utt":
-                spec = replace(spec, utt=True)
-            elif m := _WHISPER.match(part):
-                a = int(m.group(1))
-                b = int(m.group(2) or a)
-                spec = replace(spec, whisper_layers=tuple(range(a, b + 1)))
-            else:
-                raise ModelError(f"unknown input {part!r}", field="inputs")
-        if replace(spec, utt=False) == cls():
-            raise ModelError("no inputs given", field="inputs")
-        return spec
-
-
-@dataclass(frozen=True)
-class UttArrays:
-    """One utterance, grouped by word: x (W, P, [L,] F), phone ids (W, P) (0 = padding),
-    labels on 0-1 (NaN = unknown): phone (W, P), word (W, 3), utterance (5,)."""
-
-    id: str
-    x: np.ndarray
-    phone_ids: np.ndarray
-    y_phone: np.ndarray
-    y_word: np.ndarray
-    y_utt: np.ndarray
-    u: np.ndarray  # (n_utt_features,) utterance-level features, empty when unused
-
-
-def gop_columns(phones: pd.DataFrame) -> list[str]:
-    return [c for c in phones.columns if c.startswith("p_") and c != "p_phone_id"]
-
-
-def utt_columns(utts: pd.DataFrame) -> list[str]:
-    return [c for c in utts.columns if c.startswith("u_")]
-
-
-def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
-    from pronscore.features.deep import pool_phones
-
-    if not split.has_frames(utt):  # zeros would be read as a confident "nothing heard"
-        raise ModelError(
-            "ps-frames input: no frame file for this utterance (rerun `pronscore features`)",
-            path=split.frames_path(utt),
-        )
-    fr = split.frames(utt)
-    frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
-    return pool_phones(frames, g["start"], g["end"], 100.0)[0]
-
-
-def encoder_inputs(
-    split: SplitFeatures, spec: InputSpec, vector_layers: Sequence[int] | None = None
-) -> np.ndarray | None:
-    """The whisper inputs from the split's encoder vectors: (rows of ``split.phones``,
-    len(whisper layers), D) float32, or ``None`` when the split has no vectors.
-
-    ``vector_layers``: the layers the vectors hold (``encoder.json`` of the FEATURES_DIR);
-    default the inputs' own layers. Phones without time (NaN rows) become zeros, as they were
-    in the deep cache the older runs were trained on."""
-    v = split.phone_vectors
-    if not spec.whisper_layers or v is None:
-        return None
-    have = [int(x) for x in (vector_layers or spec.whisper_layers)]
-    want = list(spec.whisper_layers)
-    if not set(want) <= set(have) or v.shape[1] % len(have):
-        raise ModelError(
-            f"whisper inputs need layers {want}; the encoder vectors hold layers {have} "
-            f"({v.shape[1]} values per phone)",
-            field="phone_vectors",
-        )
-    x = np.asarray(v, np.float32).reshape(len(v), len(have), -1)
-    return np.nan_to_num(x[:, [have.index(layer) for layer in want]], nan=0.0)
-
-
-def phone_vectors(
-    split: SplitFeatures,
-    spec: InputSpec,
-    *,
-    deep_cache: str | Path | None,
-    gop_cols: Sequence[str],
-    vector_layers: Sequence[int] | None = None,
-) -> dict[str, np.ndarray]:
-    """Per utterance: (n_phones, [L,] F) float32 input vectors in ``phone_index`` order.
-
-    Whisper inputs come from the split's encoder vectors (:func:`encoder_inputs`) when it has
-    them, else from ``deep_cache``."""
-    from pronscore.features.deep import load_pooled
-
-    encoded = encoder_inputs(split, spec, vector_layers)
-    if spec.whisper_layers and encoded is None and deep_cache is None:
-        raise ModelError(
-            "whisper inputs need encoder vectors in the features (pronscore features "
-            "--encoder ID_OR_PATH --layers ...) or the pooled-feature cache (--deep-cache "
-            "CACHE_DIR, written by python -m pronscore.features.deep)",
-            field="deep_cache",
-        )
-    out = {}
-    phones = split.phones.reset_index(drop=True)  # index = row of split.phone_vectors
-    for utt, g in phones.groupby("id", sort=False):
-        g = g.sort_values("phone_index")
-        parts = []
-        if spec.gop:
-            parts.append(g.reindex(columns=list(gop_cols)).to_numpy(np.float32))
-        if spec.ps_frames:
-            parts.append(_frame_pooled(split, str(utt), g))
-        flat = np.concatenate(parts, axis=1) if parts else np.zeros((len(g), 0), np.float32)
-        if spec.whisper_layers:
-            if encoded is not None:
-                deep = encoded[g.index.to_numpy()]  # (n, L, D)
-            else:
-                deep = load_pooled(deep_cache, str(utt), spec.whisper_layers).transpose(1, 0, 2)
-            if deep.shape[0] != len(g):
-                raise ModelError("deep cache does not match phones", path=str(utt))
-            rep = np.repeat(flat[:, None, :], deep.shape[1], axis=1)
-            x = np.concatenate([deep, rep], axis=2)
-            out[str(utt)] = x[:, 0] if x.shape[1] == 1 else x
-        else:
-            out[str(utt)] = flat
-    return out
-
-
-def _y(df: pd.DataFrame, col: str) -> np.ndarray:
-    if col not in df:
-        return np.full(len(df), np.nan, np.float32)
-    return pd.to_numeric(df[col], errors="coerce").to_numpy(np.float32)
-
-
-def build_items(
-    split: SplitFeatures, vectors: dict[str, np.ndarray], utt_cols: Sequence[str] = ()
-) -> list[UttArrays]:
-    """Group each utterance's phones by word and attach 0-1 scaled labels (and ``utt_cols``)."""
-    u_tab = split.utterances.reindex(columns=list(utt_cols)).to_numpy(np.float32)
-    words = {u: g.sort_values("word_index") for u, g in split.words.groupby("id", sort=False)}
-    phones = {u: g.sort_values("phone_index") for u, g in split.phones.groupby("id", sort=False)}
-    items = []
-    for n, r in enumerate(split.utterances.itertuples(index=False)):
-        uid = str(r.id)
-        if uid not in phones:
-            continue
-        g, w = phones[uid], words.get(uid)
-        widx = g["word_index"].to_numpy(int)
-        n_w = int(widx.max()) + 1 if w is None else max(len(w), int(widx.max()) + 1)
-        n_p = int(np.bincount(widx, minlength=n_w).max())
-        v = vectors[uid]
-        x = np.zeros((n_w, n_p, *v.shape[1:]), np.float32)
-        ids = np.zeros((n_w, n_p), np.int64)
-        yp = np.full((n_w, n_p), np.nan, np.float32)
-        slot = np.zeros(n_w, int)
-        y_score = _y(g, "y_score") / PHONE_SCALE
-        for k, (wi, ph) in enumerate(zip(widx, g["base_phone"], strict=True)):
-            j = slot[wi]
-            slot[wi] += 1
-            x[wi, j] = v[k]
-            ids[wi, j] = phone_id(str(ph))
-            yp[wi, j] = y_score[k]
-        yw = np.full((n_w, len(WORD_ASPECTS)), np.nan, np.float32)
-        if w is not None:
-            wi = w["word_index"].to_numpy(int)
-            for a, asp in enumerate(WORD_ASPECTS):
-                yw[wi, a] = _y(w, f"y_{asp}") / WORD_SCALE
-        yu = np.array([_num(getattr(r, f"y_{a}", None)) for a in UTTERANCE_ASPECTS], np.float32)
-        items.append(UttArrays(uid, x, ids, yp, yw, yu / 10.0, u_tab[n]))
-    return items
-
-
-def _num(v: Any) -> float:
-    return float("nan") if v is None or pd.isna(v) else float(v)
-
-
-def collate(items: Sequence[UttArrays]) -> dict[str, torch.Tensor]:
-    """Pad a batch to (B, W, P, ...); labels NaN where padded or unknown."""
-    B = len(items)
-    W = max(i.x.shape[0] for i in items)
-    P = max(i.x.shape[1] for i in items)
-    tail = items[0].x.shape[2:]
-    x = np.zeros((B, W, P, *tail), np.float32)
-    ids = np.zeros((B, W, P), np.int64)
-    yp = np.full((B, W, P), np.nan, np.float32)
-    yw = np.full((B, W, len(WORD_ASPECTS)), np.nan, np.float32)
-    yu = np.stack([i.y_utt for i in items])
-    u = np.stack([i.u for i in items])
-    for b, it in enumerate(items):
-        w, p = it.x.shape[:2]
-        x[b, :w, :p] = it.x
-        ids[b, :w, :p] = it.phone_ids
-        yp[b, :w, :p] = it.y_phone
-        yw[b, :w] = it.y_word
-    t = torch.from_numpy
-    return {"x": t(x), "ids": t(ids), "yp": t(yp), "yw": t(yw), "yu": t(yu), "u": t(u)}
+# --- losses and the loop -------------------------------------------------------------------
 
 
 def fit_input_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
@@ -283,26 +65,6 @@ def fit_utt_norm(items: Sequence[UttArrays]) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def fill_nan(
-    items: Sequence[UttArrays], mean: np.ndarray, u_mean: np.ndarray | None = None
-) -> list[UttArrays]:
-    """Missing inputs (failed alignments, NaN features) become the train mean."""
-    out = []
-    for it in items:
-        x = np.where(np.isfinite(it.x), it.x, mean).astype(np.float32)
-        u = it.u if u_mean is None else np.where(np.isfinite(it.u), it.u, u_mean)
-        out.append(replace(it, x=x, u=u.astype(np.float32)))
-    return out
-
-
-def _fill(model: HierarchicalScorer, items: Sequence[UttArrays]) -> list[UttArrays]:
-    u_mean = model.utt_mean.numpy() if model.config.utt_dim else None
-    return fill_nan(items, model.in_mean.numpy(), u_mean)
-
-
-# --- losses, prediction, training --------------------------------------------------------------
-
-
 def _mse(pred: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
     if pred is None:
         return torch.zeros(())
@@ -324,27 +86,6 @@ def batch_loss(model: HierarchicalScorer, batch: dict[str, torch.Tensor]) -> tor
     if out.phone is not None:
         loss = loss + _mse(out.phone, batch["yp"])
     return loss
-
-
-@torch.inference_mode()
-def predict_items(
-    model: HierarchicalScorer, items: Sequence[UttArrays], batch_size: int = 64
-) -> dict[str, dict[str, np.ndarray]]:
-    """Per utterance: "utterance" (n_u,), "word" (W, n_w), "phone" (W, P) (or None), on 0-1."""
-    model.eval()
-    preds = {}
-    for s in range(0, len(items), batch_size):
-        chunk = items[s : s + batch_size]
-        b = collate(chunk)
-        out = model(b["x"], b["ids"], b["u"])
-        for k, it in enumerate(chunk):
-            w, p = it.x.shape[:2]
-            preds[it.id] = {
-                "utterance": out.utterance[k].numpy(),
-                "word": None if out.word is None else out.word[k, :w].numpy(),
-                "phone": None if out.phone is None else out.phone[k, :w, :p].numpy(),
-            }
-    return preds
 
 
 def dev_pcc(model: HierarchicalScorer, items: Sequence[UttArrays]) -> dict[str, float]:
@@ -427,71 +168,6 @@ def fit(
     return model.eval(), {"best_dev_pcc": best, "best_epoch": best_epoch}
 
 
-# --- stage 2: synthetic scores --------------------------------------------------------------
-
-
-def teacher_scores(
-    train: SplitFeatures,
-    dev: SplitFeatures,
-    unlabelled: Sequence[SplitFeatures] = (),
-    *,
-    seed: int = 1,
-    threads: int = 1,
-    log: Callable[[str], None] = print,
-) -> list[SplitFeatures]:
-    """Synthetic labels from the GOP GBT baseline, written into ``y_*`` columns.
-
-    The train split is scored out-of-fold (2 speaker-disjoint halves, each scored by a teacher
-    fitted on the other half) so the synthetic scores are honest predictions, not echoes of
-    the human labels; extra unlabelled splits are scored by a teacher fitted on all of train.
-    """
-    from pronscore.heads.gbt import GbtConfig
-    from pronscore.training.gbt import fit_gbt
-
-    config = GbtConfig(feature_set="all", seed=seed, threads=threads)
-    spk = train.utterances["speaker"].astype(str)
-    half = spk.map(lambda s: hash_mod2(s)).to_numpy()
-    out = []
-    for k in (0, 1):
-        fit_ids = set(train.utterances["id"][half != k].astype(str))
-        head, _ = fit_gbt(train.subset(fit_ids), dev, config, log=lambda *_: None)
-        other = train.subset(set(train.utterances["id"][half == k].astype(str)))
-        out.append(relabel(other, head.predict_features(other)))
-        log(f"teacher fold {k}: scored {len(other.utterances)} train utterances")
-    if unlabelled:
-        head, _ = fit_gbt(train, dev, config, log=lambda *_: None)
-        for u in unlabelled:
-            out.append(relabel(u, head.predict_features(u)))
-    return out
-
-
-def hash_mod2(s: str) -> int:
-    import zlib
-
-    return zlib.crc32(s.encode()) % 2
-
-
-def relabel(split: SplitFeatures, preds: dict[str, Assessment]) -> SplitFeatures:
-    """A copy of ``split`` whose ``y_*`` columns hold the predictions ``preds``."""
-    u = split.utterances.copy()
-    for a in UTTERANCE_ASPECTS:
-        u[f"y_{a}"] = [getattr(preds[str(i)].utterance, a) for i in u["id"]]
-    w = split.words.copy()
-    wmap = {(uid, j): wa for uid, p in preds.items() for j, wa in enumerate(p.words)}
-    for a in WORD_ASPECTS:
-        keys = zip(w["id"].astype(str), w["word_index"].astype(int), strict=True)
-        w[f"y_{a}"] = [getattr(wmap.get(k), a, None) for k in keys]
-    ph = split.phones.copy()
-    pmap = {(uid, j): pa.score for uid, p in preds.items() for j, pa in enumerate(p.phones)}
-    order = ph.groupby("id")["phone_index"].rank(method="first").astype(int) - 1
-    ph["y_score"] = [pmap.get((str(i), int(k))) for i, k in zip(ph["id"], order, strict=True)]
-    for df in (u, w, ph):
-        for c in df.columns:
-            if c.startswith("y_"):
-                df[c] = pd.to_numeric(df[c], errors="coerce")
-    return replace(split, utterances=u, words=w, phones=ph)
-
-
 # --- the whole recipe -----------------------------------------------------------------------
 
 
@@ -512,32 +188,10 @@ class HierTrainOptions:
     threads: int = 1
 
 
-def synthetic_splits(
-    train: SplitFeatures, dev: SplitFeatures, opts: HierTrainOptions, log: Callable = print
-) -> list[SplitFeatures]:
-    """Stage-2 data: teacher-scored train (out-of-fold) + the ``--unlabelled`` splits."""
-    extra = [load_features(*u.rsplit(":", 1)) for u in opts.unlabelled]
-    return teacher_scores(train, dev, extra, seed=1, threads=opts.threads, log=log)
-
-
 @dataclass
 class TrainedHier:
     model: HierarchicalScorer
     info: dict
-
-
-def prepare_items(
-    split: SplitFeatures,
-    spec: InputSpec,
-    deep_cache: str | Path | None,
-    gop_cols: Sequence[str],
-    utt_cols: Sequence[str] = (),
-    vector_layers: Sequence[int] | None = None,
-) -> list[UttArrays]:
-    vectors = phone_vectors(
-        split, spec, deep_cache=deep_cache, gop_cols=gop_cols, vector_layers=vector_layers
-    )
-    return build_items(split, vectors, utt_cols)
 
 
 def train_hier(
@@ -581,11 +235,15 @@ def train_hier(
         model.utt_std.copy_(torch.from_numpy(u_std))
     info: dict[str, Any] = {"options": opts.__dict__, "n_parameters": model.n_parameters()}
     if opts.pretrain == "synthetic":
-        synth = synthetic if synthetic is not None else synthetic_splits(train, dev, opts, log)
+        synth = (
+            synthetic
+            if synthetic is not None
+            else synthetic_splits(train, dev, opts.unlabelled, threads=opts.threads, log=log)
+        )
         syn_items = [
             it
             for s in synth
-            for it in _fill(
+            for it in fill_missing(
                 model, prepare_items(s, spec, opts.deep_cache, gop_cols, u_cols, layers)
             )
         ]
@@ -609,121 +267,6 @@ def train_hier(
     return TrainedHier(model, info)
 
 
-# --- predictor -------------------------------------------------------------------------------
-
-
-def assessments(
-    model: HierarchicalScorer, split: SplitFeatures, items: Sequence[UttArrays]
-) -> dict[str, Assessment]:
-    """Predictions for a FEATURES split as Assessments (scores clipped to their scales)."""
-    from pronscore.heads.gbt import assemble
-
-    preds = predict_items(model, items)
-    c = model.config
-    utts, words, phones = split.utterances, split.words, split.phones
-    u_pred = {}
-    for a in UTTERANCE_ASPECTS:
-        if a in c.utterance_outputs:
-            j = c.utterance_outputs.index(a)
-            u_pred[a] = np.array(
-                [
-                    preds[str(i)]["utterance"][j] * 10.0 if str(i) in preds else np.nan
-                    for i in utts["id"]
-                ]
-            )
-    w_pred: dict[str, np.ndarray | None] = {}
-    for a in c.word_outputs:
-        j = c.word_outputs.index(a)
-        w_pred[a] = np.array(
-            [
-                _at(preds, str(i), "word", (int(k), j)) * WORD_SCALE
-                for i, k in zip(words["id"], words["word_index"], strict=True)
-            ]
-        )
-    p_pred = None
-    if c.phone_output:
-        slot = phones.groupby(["id", "word_index"]).cumcount()
-        p_pred = np.array(
-            [
-                _at(preds, str(i), "phone", (int(w), int(s))) * PHONE_SCALE
-                for i, w, s in zip(phones["id"], phones["word_index"], slot, strict=True)
-            ]
-        )
-    return assemble(utts, words, phones, u_pred, w_pred, p_pred)
-
-
-def _at(preds: dict, uid: str, level: str, idx: tuple[int, ...]) -> float:
-    arr = preds.get(uid, {}).get(level)
-    try:
-        return float(arr[idx])
-    except (TypeError, IndexError):
-        return float("nan")
-
-
-class HierHead:
-    """The ``hier`` run kind: model + how its inputs are built. The Scorer runs it on one
-    recording (``predict_features``, with the encoder vectors of :attr:`encoder` for whisper
-    inputs); ``pronscore evaluate`` goes through the Scorer."""
-
-    def __init__(self, model: HierarchicalScorer, run_dir: Path, config: dict) -> None:
-        self.model, self.run_dir, self.config = model, run_dir, config
-        self.spec = InputSpec.parse(model.config.extra["inputs"])
-
-    @classmethod
-    def from_pretrained(cls, run_dir: str | Path) -> HierHead:
-        d = Path(run_dir)
-        return cls(
-            HierarchicalScorer.from_pretrained(d),
-            d,
-            json.loads((d / "config.json").read_text(encoding="utf-8")),
-        )
-
-    @property
-    def encoder(self) -> EncoderSpec | None:
-        """The encoder vectors whisper inputs read (``None`` without whisper inputs): those of
-        the training features (``config.json["encoder"]``, all their layers, so that every
-        split the head reads has one layout), else -- runs trained on a deep cache -- the
-        inputs' layers of ``whisper_model`` (default ``openai/whisper-base``)."""
-        from pronscore.features.deep import DEFAULT_WHISPER
-
-        if not self.spec.whisper_layers:
-            return None
-        if self.config.get("encoder"):
-            try:
-                return EncoderSpec.from_dict(self.config["encoder"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelError(
-                    f"unreadable encoder spec ({exc})",
-                    path=self.run_dir / "config.json",
-                    field="encoder",
-                ) from None
-        model = self.config.get("whisper_model") or DEFAULT_WHISPER
-        return EncoderSpec(model=str(model), layers=self.spec.whisper_layers)
-
-    def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
-        """Scores of every utterance of ``split``; its encoder vectors (if any) are of the
-        layers of :attr:`encoder`."""
-        extra = self.model.config.extra
-        encoder = self.encoder
-        items = prepare_items(
-            split,
-            self.spec,
-            self.config.get("deep_cache"),
-            extra.get("gop_columns", []),
-            extra.get("utt_columns", []),
-            encoder.layers if encoder is not None else None,
-        )
-        if items and items[0].x.shape[-1] != self.model.config.in_dim:
-            raise ModelError(
-                f"inputs have {items[0].x.shape[-1]} values per phone; the model was trained on "
-                f"{self.model.config.in_dim}",
-                path=self.run_dir / "config.json",
-                field="inputs",
-            )
-        items = _fill(self.model, items)
-        return assessments(self.model, split, items)
-
-
 # --- seeds, evaluation, saving ---------------------------------------------------------------
 
 
@@ -744,7 +287,7 @@ def evaluate_dev(
         extra.get("utt_columns", []),
         opts.vector_layers,
     )
-    hyps = assessments(model, dev, _fill(model, items))
+    hyps = assessments(model, dev, fill_missing(model, items))
     return evaluate_assessments(labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot)
 
 
@@ -763,7 +306,7 @@ def train_seeds(
     synth = None
     if opts.pretrain == "synthetic":  # one teacher for all seeds (its CPU time is reported)
         t0 = time.process_time()
-        synth = synthetic_splits(train, dev, opts, log)
+        synth = synthetic_splits(train, dev, opts.unlabelled, threads=opts.threads, log=log)
         teacher_cpu = time.process_time() - t0
     for seed in seeds:
         o = replace(opts, seed=seed)

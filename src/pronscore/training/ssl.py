@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pronscore.acoustic.encoders import WHISPER_WINDOW_S, backbone_inputs
 from pronscore.atomic import atomic_write_bytes, replace_dir
-from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS, UTTERANCE_SCALE
 from pronscore.errors import ModelError
-from pronscore.models.ssl import CTC_BLANK, SslConfig, SslScorer
-from pronscore.schema import Assessment, UtteranceScores
-from pronscore.text import PHONE_INDEX, base_phone
+from pronscore.heads.ssl import SslPredictor
+from pronscore.models.ssl import SslConfig, SslScorer
+from pronscore.models.ssl_inputs import AudioScores, pad_batch
 
 
 @dataclass(frozen=True)
@@ -58,85 +55,11 @@ class TrainSslConfig:
         return self.lr if self.lr is not None else (1e-3 if strategy == "frozen" else 3e-5)
 
 
-# --- data ----------------------------------------------------------------------------------
-
-
-def phone_ids_of(words: list[dict[str, Any]]) -> np.ndarray:
-    """Canonical phone sequence as CTC classes (phone i -> i + 1; blank is 0)."""
-    ids = [PHONE_INDEX.get(base_phone(p)) for w in words for p in w["phones"]]
-    return np.array([i + 1 for i in ids if i is not None], dtype=np.int64)
-
-
-def labels_of(row: dict[str, Any], aspects: tuple[str, ...]) -> np.ndarray:
-    """Utterance scores scaled to 0-1; NaN where a label is missing."""
-    vals = [row.get(a) for a in aspects]
-    return np.array([np.nan if v is None else v / UTTERANCE_SCALE for v in vals], np.float32)
+# --- data ---------------------------------------------------------------------------------
 
 
 def _subset(ds, limit: int | None):
     return ds if limit is None or limit >= len(ds) else ds.select(range(limit))
-
-
-def max_samples(family: str, max_duration: float | None = None) -> int | None:
-    """How much of an utterance a model sees: ``max_duration`` (training crops) and, for
-    Whisper, its 30 s window; ``None``: all of it."""
-    limit = WHISPER_WINDOW_S if family == "whisper" else None
-    caps = [c for c in (max_duration, limit) if c]
-    return int(min(caps) * SAMPLE_RATE) if caps else None
-
-
-class AudioScores(torch.utils.data.Dataset):
-    """Rows of a prepared split as model inputs (unpadded), labels and phone ids."""
-
-    def __init__(
-        self, ds, family: str, feature_extractor: Any, aspects: tuple[str, ...],
-        max_duration: float | None = None,
-    ) -> None:  # fmt: skip
-        self.family, self.fe, self.aspects = family, feature_extractor, aspects
-        self.max_samples = max_samples(family, max_duration)
-        meta = list(_labels(ds))
-        self.ids = [r["id"] for r in meta]
-        self.lengths = [int(r["duration"] * SAMPLE_RATE) for r in meta]
-        self.labels = np.stack([labels_of(r, aspects) for r in meta]) if meta else np.zeros((0,))
-        self.phones = [phone_ids_of(r["words"]) for r in meta]
-        self.audio = ds.with_format("numpy", columns=["audio"])  # no per-sample Python floats
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        audio = np.asarray(self.audio[int(i)]["audio"], dtype=np.float32)
-        if self.max_samples is not None:
-            audio = audio[: self.max_samples]
-        return {
-            "input_values": backbone_inputs(audio, self.family, self.fe),
-            "labels": self.labels[i],
-            "phone_ids": self.phones[i],
-        }
-
-
-def pad_batch(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest item along axis 0 (samples or mel frames) + masks."""
-    out: dict[str, torch.Tensor] = {}
-    if "pooled" in items[0]:
-        out["pooled"] = torch.from_numpy(np.stack([it["pooled"] for it in items]))
-    else:
-        lens = [len(it["input_values"]) for it in items]
-        first = items[0]["input_values"]
-        x = np.zeros((len(items), max(lens), *first.shape[1:]), dtype=np.float32)
-        mask = np.zeros((len(items), max(lens)), dtype=bool)
-        for k, it in enumerate(items):
-            x[k, : lens[k]] = it["input_values"]
-            mask[k, : lens[k]] = True
-        out["input_values"], out["attention_mask"] = torch.from_numpy(x), torch.from_numpy(mask)
-    if "phone_ids" in items[0]:
-        plen = [len(it["phone_ids"]) for it in items]
-        ids = np.full((len(items), max(1, max(plen))), CTC_BLANK, dtype=np.int64)
-        for k, it in enumerate(items):
-            ids[k, : plen[k]] = it["phone_ids"]
-        out["phone_ids"], out["phone_lengths"] = torch.from_numpy(ids), torch.tensor(plen)
-    out["labels"] = torch.from_numpy(np.stack([it["labels"] for it in items]))
-    return out
 
 
 class PooledScores(torch.utils.data.Dataset):
@@ -319,10 +242,6 @@ def train_ssl(
     return metrics
 
 
-def _labels(rows):
-    return rows.remove_columns([c for c in ("audio",) if c in rows.column_names])
-
-
 def _feature_extractor(backbone: str, model: SslScorer, random_init: bool):
     from pronscore.acoustic.encoders import load_feature_extractor
 
@@ -386,55 +305,3 @@ def model_card(config: SslConfig, extra: dict[str, Any], metrics: dict[str, Any]
         "`pronscore evaluate RUN_DIR --data DATASET_DIR --split dev`.",
         "",
     ])  # fmt: skip
-
-
-# --- inference -------------------------------------------------------------------------------
-
-
-class SslPredictor:
-    """``pronscore evaluate`` view of an SSL run: utterance scores (0-10) per utterance."""
-
-    def __init__(self, model: SslScorer, feature_extractor: Any, batch_size: int = 8) -> None:
-        self.model, self.fe, self.batch_size = model.eval(), feature_extractor, batch_size
-        if model.settings.backbone_config.get("feat_extract_norm") == "group":
-            self.batch_size = 1  # a group-norm CNN normalises over time: padding would leak in
-
-    @classmethod
-    def from_pretrained(cls, run_dir: str | Path) -> SslPredictor:
-        model = SslScorer.from_pretrained(run_dir)
-        return cls(model, model.feature_extractor(run_dir))
-
-    @torch.no_grad()
-    def predict_rows(self, rows) -> dict[str, Assessment]:
-        data = AudioScores(rows, self.model.family, self.fe, self.model.settings.aspects)
-        order = np.argsort(data.lengths)  # similar lengths together: little padding
-        out = {}
-        for start in tqdm(range(0, len(order), self.batch_size), desc="score", mininterval=5):
-            idx = order[start : start + self.batch_size]
-            for i, s in zip(idx, self._scores([data[int(i)] for i in idx]), strict=True):
-                out[data.ids[int(i)]] = self._assessment(s)
-        return out
-
-    @torch.no_grad()
-    def predict_utterance(
-        self, samples: np.ndarray, words: Sequence[tuple[str, tuple[str, ...]]] = ()
-    ) -> Assessment:
-        """Utterance scores of one 16 kHz recording (the :class:`~pronscore.scorer.Scorer`'s
-        entry point): what :meth:`predict_rows` gives its row. The model scores the audio
-        alone, so ``words`` are not read and the assessment has none (the Scorer gives the
-        text's words without scores)."""
-        x = np.asarray(samples, dtype=np.float32)[: max_samples(self.model.family)]
-        inputs = backbone_inputs(x, self.model.family, self.fe)
-        labels = np.full(len(self.model.settings.aspects), np.nan, np.float32)
-        return self._assessment(self._scores([{"input_values": inputs, "labels": labels}])[0])
-
-    def _scores(self, items: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """(len(items), aspects) utterance scores on 0-10 (padded batch, attention mask)."""
-        batch = pad_batch(items)
-        scores = self.model(batch["input_values"], batch["attention_mask"])["logits"]
-        return (scores.float().clamp(0, 1) * UTTERANCE_SCALE).numpy()
-
-    def _assessment(self, scores: np.ndarray) -> Assessment:
-        kw = {a: float(v) for a, v in zip(self.model.settings.aspects, scores, strict=True)}
-        utt = UtteranceScores(**{a: kw.get(a) for a in UTTERANCE_ASPECTS})
-        return Assessment(utterance=utt, words=())
