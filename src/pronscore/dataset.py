@@ -26,8 +26,6 @@ words          list<struct>                text, accuracy, stress, total (0-10),
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from pronscore.atomic import atomic_write_text, replace_dir
 from pronscore.constants import MAX_DURATION_S, SAMPLE_RATE, UTTERANCE_ASPECTS
 from pronscore.corpora.base import Utterance
 from pronscore.errors import AudioError, CorpusError
@@ -225,19 +224,17 @@ def prepare_dataset(
     splits = _assign_splits(manifest.splits, config, limit)
     disable_progress_bars()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with (
+        replace_dir(out) as final,
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.build.", dir=out.parent) as work,
+    ):
         built = {
-            name: _build_split(name, utts, config, tmp, progress) for name, utts in splits.items()
+            name: _build_split(name, utts, config, Path(work), progress)
+            for name, utts in splits.items()
         }
-        DatasetDict(built).save_to_disk(str(tmp / "data"))
-        del built
-        (tmp / "data" / PREPARE_MARKER).write_text(json.dumps(stamp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "data", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        DatasetDict(built).save_to_disk(str(final))
+        del built  # release the memory-mapped build files before the work folder goes
+        atomic_write_text(final / PREPARE_MARKER, json.dumps(stamp))
     for name, utts in splits.items():
         log(f"{name}: {len(utts)} utterances, {len({u.speaker for u in utts})} speakers")
     return out

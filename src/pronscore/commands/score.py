@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pronscore.atomic import atomic_path
 from pronscore.commands import encoder
 from pronscore.errors import CorpusError, PronscoreError
 from pronscore.schema import Assessment
@@ -220,8 +221,6 @@ def run_batch(
     that many processes; ``scorer`` may then be ``None``."""
     from tqdm.auto import tqdm
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     errors = 0
     if jobs > 1 and model is None:
         raise PronscoreError("--jobs needs the model's name or folder")
@@ -231,11 +230,10 @@ def run_batch(
         records = map_scorer(score_item, model, items, jobs)
     else:
         records = score_items(scorer, items)
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for rec in tqdm(records, total=len(items), desc="score", unit="file",
                         disable=not progress):  # fmt: skip
             errors += "error" in rec
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(out)
     print(f"{len(items) - errors} scored, {errors} error(s) -> {out}", file=sys.stderr)
     return 1 if errors else 0

@@ -15,12 +15,12 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pronscore.atomic import atomic_write_text, replace_dir
 from pronscore.commands import encoder as encoder_option
 from pronscore.features.deep import DEFAULT_WHISPER
 
@@ -144,12 +144,9 @@ def train_default(
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model = tmp / "model"
+    with replace_dir(out) as model:
         extra = _train_head(feats, model, seed, negatives, encoder_name)
-        (model / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
         # dev metrics through the Scorer: the numbers `pronscore evaluate default` reproduces
@@ -157,17 +154,12 @@ def train_default(
         refs, utt_meta = split_references(load_split(dataset_dir, "dev"))
         metrics = evaluate_assessments(refs, hyps, utt_meta)
         metrics["split"] = "dev"
-        (model / "metrics_dev.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(model / "metrics_dev.json", json.dumps(metrics, indent=2) + "\n")
         cv = read_cv(cv_dir) if cv_dir else None
         card = model_card(
             metrics, extra["n_train_utterances"], extra["n_train_negatives"], cv, extra["encoder"]
         )
-        (model / "README.md").write_text(card, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(model, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_text(model / "README.md", card)
     return metrics
 
 

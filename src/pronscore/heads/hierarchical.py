@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pronscore.atomic import atomic_path, atomic_write_text
 from pronscore.errors import ModelError
 from pronscore.text import PHONE_INDEX, PHONES
 
@@ -193,13 +194,10 @@ class HierarchicalScorer(nn.Module):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        tmp = out / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(out / "model.safetensors")
+        with atomic_path(out / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
         cfg = {"kind": "hier", "model": self.config.to_dict(), **(extra or {})}
-        tmp = out / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg, indent=1, default=str), encoding="utf-8")
-        tmp.replace(out / "config.json")
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, default=str))
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> HierarchicalScorer:
