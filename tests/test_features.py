@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -221,3 +222,32 @@ def test_heard_phone_is_the_loop_majority_and_reported_only_for_low_scores() -> 
     scorer = Scorer.from_pretrained("default")  # shown only below mispronounced_phone_below
     assert scorer._heard(0.4, "AE") == "AE"
     assert scorer._heard(1.6, "AE") is None and scorer._heard(None, "AE") is None
+
+
+class _HalfRateAligner:
+    """An aligner of another frame rate (50 Hz): every phone of "a b" gets 10 frames."""
+
+    frame_rate = 50.0
+
+    def run(self, samples, pronunciations, *, phone_loop=None, variants=None):
+        from pronscore.acoustic.pocketsphinx import MODEL_PHONES
+        from pronscore.align.base import AlignerOutput
+
+        spans = [[(p, 10 * k, 10 * k + 10)] for k, (_, (p,)) in enumerate(pronunciations)]
+        al = _alignment(spans, 10 * len(spans))
+        scores = np.full((al.n_frames, len(MODEL_PHONES)), -3.0, np.float32)
+        scores[:, 0] = 0.0
+        return AlignerOutput(replace(al, frame_rate=self.frame_rate), scores)
+
+
+def test_features_take_any_aligner_and_its_frame_rate():
+    x = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    f = extract_utterance(
+        x, [("a", ("AH0",)), ("b", ("B",))], extractor=Extractor(aligner=_HalfRateAligner())
+    )
+    assert f.utterance["status"] == "ok"
+    # 10 frames at 50 Hz are 0.2 s (at pocketsphinx's 100 Hz they would be 0.1 s)
+    assert [p["p_duration"] for p in f.phones] == pytest.approx([0.2, 0.2])
+    assert [t for p in f.phones for t in (p["start"], p["end"])] == pytest.approx(
+        [0, 0.2, 0.2, 0.4]
+    )

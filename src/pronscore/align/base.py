@@ -13,7 +13,17 @@ spans of extra speech (repeated or added words) that belong to no word of the te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pronscore.acoustic.pocketsphinx import LoopSeg
+
+WordPron = tuple[str, tuple[str, ...]]
+"""(word text, canonical phones with stress)."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +82,31 @@ class Alignment:
 
     def seconds(self, frame: int) -> float:
         return frame / self.frame_rate
+
+
+@dataclass(frozen=True)
+class AlignerOutput:
+    """An alignment plus the frame-level evidence behind it (``None`` when it failed)."""
+
+    alignment: Alignment
+    phone_scores: np.ndarray | None  # (T, 42) nats, columns MODEL_PHONES, best phone = 0
+    loop: tuple[LoopSeg, ...] = ()  # free phone loop segments (frames, score in model units)
+    silences: tuple[tuple[int, int], ...] = ()  # aligned filler (silence/noise) spans
+    words: tuple[WordPron, ...] = ()  # the pronunciations aligned (variants resolved)
+
+
+class FrameAligner(Protocol):
+    """What the feature builders (:mod:`pronscore.features.extract`) need of an aligner: the
+    alignment plus its frame-level phone evidence, at ``frame_rate`` frames per second.
+    :class:`~pronscore.align.pocketsphinx.PocketsphinxAligner` is the one in the package."""
+
+    frame_rate: float
+
+    def run(
+        self,
+        samples: np.ndarray,
+        pronunciations: Sequence[Any],
+        *,
+        phone_loop: bool | None = None,
+        variants: Sequence[Sequence[tuple[str, ...]]] | None = None,
+    ) -> AlignerOutput: ...

@@ -17,7 +17,6 @@ transition probabilities included), summed over the segment's frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from pronscore.acoustic.pocketsphinx import (
     phone_frame_scores,
     samples_to_raw,
 )
-from pronscore.align.base import Alignment, PhoneSegment, WordSegment
+from pronscore.align.base import AlignerOutput, Alignment, PhoneSegment, WordPron, WordSegment
 from pronscore.align.viterbi import (
     GARBAGE,
     choose_variants,
@@ -44,21 +43,7 @@ from pronscore.audio import frame_dbfs, is_silent, validate_samples
 from pronscore.errors import AlignmentFailed, AudioError
 from pronscore.text import Pronunciation
 
-WordPron = tuple[str, tuple[str, ...]]
-"""(word text, canonical phones with stress)."""
-
 MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
-
-
-@dataclass(frozen=True)
-class AlignerOutput:
-    """An alignment plus the frame-level evidence behind it (``None`` when it failed)."""
-
-    alignment: Alignment
-    phone_scores: np.ndarray | None  # (T, 42) nats, columns MODEL_PHONES, best phone = 0
-    loop: tuple[LoopSeg, ...] = ()  # free phone loop segments (frames, score in model units)
-    silences: tuple[tuple[int, int], ...] = ()  # aligned filler (silence/noise) spans
-    words: tuple[WordPron, ...] = ()  # the pronunciations aligned (variants resolved)
 
 
 def as_word_prons(pronunciations: Sequence[Pronunciation | WordPron]) -> list[WordPron]:

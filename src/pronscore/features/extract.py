@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from pronscore.acoustic.pocketsphinx import FRAME_RATE, MODEL_PHONES, ModelConfig
-from pronscore.align.base import Alignment
+from pronscore.align.base import Alignment, FrameAligner
 from pronscore.align.pocketsphinx import PocketsphinxAligner
 from pronscore.audio import normalise_level, speech_span, validate_samples
 from pronscore.constants import SAMPLE_RATE, UTTERANCE_ASPECTS
@@ -163,11 +163,18 @@ failures, ~2.5x faster), level-normalised, leading/trailing silence cut."""
 
 
 class Extractor:
-    """Owns the aligner (and its decoders); build one per process and reuse it."""
+    """Owns the aligner (and its decoders); build one per process and reuse it.
 
-    def __init__(self, config: ExtractorConfig | None = None) -> None:
+    ``aligner``: any :class:`~pronscore.align.base.FrameAligner`; default the pocketsphinx one
+    that ``config.model`` describes."""
+
+    def __init__(
+        self, config: ExtractorConfig | None = None, aligner: FrameAligner | None = None
+    ) -> None:
         self.config = config or ExtractorConfig()
-        self.aligner = PocketsphinxAligner(self.config.model, phone_loop=self.config.phone_loop)
+        self.aligner = aligner or PocketsphinxAligner(
+            self.config.model, phone_loop=self.config.phone_loop
+        )
 
 
 @dataclass(frozen=True)
@@ -304,18 +311,19 @@ def extract_utterance(
         x = valid = valid[start:end]
         offset, duration = start / SAMPLE_RATE, valid.size / SAMPLE_RATE
     out = extractor.aligner.run(x, words, variants=variants)
+    rate = extractor.aligner.frame_rate
     words = list(out.words) or words  # the variants picked (a failed alignment picks none)
     al = out.alignment
     n = (
         al.n_frames
         if al.ok
-        else (int(valid.size * FRAME_RATE // SAMPLE_RATE) if valid is not None else 0)
+        else (int(valid.size * rate // SAMPLE_RATE) if valid is not None else 0)
     )
 
     tracks = None
     if valid is not None and n > 0:
         tracks = prosody_tracks(
-            valid, n, frame_rate=FRAME_RATE, f0_floor=cfg.f0_floor, f0_ceiling=cfg.f0_ceiling
+            valid, n, frame_rate=rate, f0_floor=cfg.f0_floor, f0_ceiling=cfg.f0_ceiling
         )
     read_al = replace(al, words=al.read_words)  # omitted words have no frames
     if tracks is not None:
@@ -343,7 +351,7 @@ def extract_utterance(
             "nonspeech_scores": np.zeros((0, len(MODEL_PHONES) - N_SPEECH), np.float32),
         }
 
-    sec = 1.0 / FRAME_RATE
+    sec = 1.0 / rate
     phone_rows: list[dict[str, Any]] = []
     word_rows: list[dict[str, Any]] = []
     k = 0
