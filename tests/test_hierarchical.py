@@ -354,7 +354,13 @@ def test_whisper_frames_on_a_tiny_random_encoder(tmp_path: Path) -> None:
     frames = WhisperFrames(tmp_path)
     samples = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)  # 1 s
     states = frames(samples)
-    assert states.shape == (3, 51, 16) and np.isfinite(states).all()
+    assert states.shape == (3, 50, 16) and np.isfinite(states).all()  # ceil(16000 / 320)
+    # one Whisper forward: the SSL scorers' encoder gives the same frames
+    from pronscore.acoustic.encoders import Encoder
+
+    np.testing.assert_array_equal(
+        Encoder.from_pretrained(str(tmp_path)).encode(samples).hidden_states, states
+    )
     pooled, has = pool_phones(states, [0.1], [0.3], frames.frame_rate)
     assert has.all()
     np.testing.assert_allclose(pooled[:, 0], states[:, 5:15].mean(1), rtol=1e-6)

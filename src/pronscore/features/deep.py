@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from pronscore.atomic import atomic_write_bytes, atomic_write_text
-from pronscore.constants import SAMPLE_RATE
 from pronscore.errors import ModelError
 
 WHISPER_ENV = "PRONSCORE_WHISPER"
@@ -71,58 +70,39 @@ def pool_phones(
 
 
 class WhisperFrames:
-    """Hidden states of a Whisper encoder without the 30 s padding (faster on short clips).
-
-    The encoder runs on the utterance's own mel frames with the first T positional
-    embeddings: the same computation as the padded model except for attention to the padding.
-    """
+    """Hidden states of a Whisper encoder for one utterance: the forward of
+    :class:`pronscore.acoustic.encoders.Encoder` (the one the SSL scorers use too), on the
+    utterance's own mel frames -- the 30 s-padded computation except for attention to the
+    padding -- with ``ceil(samples / 320)`` frames at 50 per second."""
 
     frame_rate = 50.0
 
     def __init__(self, path: str | Path, *, threads: int = 1) -> None:
         import torch
-        from transformers import AutoFeatureExtractor, WhisperForAudioClassification
         from transformers.utils import logging as hf_logging
+
+        from pronscore.acoustic.encoders import Encoder
 
         torch.set_num_threads(threads)
         verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # the classifier's unused head is "missing": expected
         hf_logging.disable_progress_bar()  # a scorer's output is its result, not load progress
         try:
-            model = WhisperForAudioClassification.from_pretrained(str(path), dtype=torch.float32)
-            self.fe = AutoFeatureExtractor.from_pretrained(str(path))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load Whisper encoder ({exc})", path=str(path)) from exc
+            self.encoder = Encoder.from_pretrained(str(path))
+        except ModelError as exc:
+            raise ModelError(f"cannot load Whisper encoder ({exc.reason})", path=str(path)) from exc
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
-        self.encoder = model.encoder.eval()
-        self.n_layers = len(self.encoder.layers) + 1
-        self.dim = int(self.encoder.config.d_model)
+        if self.encoder.family != "whisper":
+            raise ModelError(f"not a Whisper encoder ({self.encoder.family})", path=str(path))
+        self.n_layers = self.encoder.num_layers + 1
+        self.dim = self.encoder.hidden_size
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """(L+1, T, D) float32 hidden states at 50 frames/s (last one after the final norm)."""
-        import torch
-
-        feats = self.fe(
-            np.asarray(samples, dtype=np.float32), sampling_rate=SAMPLE_RATE, return_tensors="np"
-        )["input_features"]
-        n_mel = min(feats.shape[-1], 2 * math.ceil(len(samples) / 320) + 2)
-        n_mel += n_mel % 2
-        x = torch.from_numpy(feats[..., :n_mel])
-        enc = self.encoder
-        with torch.inference_mode():
-            h = torch.nn.functional.gelu(enc.conv1(x))
-            h = torch.nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)
-            h = h + enc.embed_positions.weight[: h.shape[1]]
-            states = [h]
-            for layer in enc.layers:
-                out = layer(h, None)
-                h = out[0] if isinstance(out, tuple) else out
-                states.append(h)
-            states[-1] = enc.layer_norm(h)
-        return torch.cat(states, dim=0).numpy()
+        return self.encoder.encode(np.asarray(samples, dtype=np.float32)).hidden_states
 
 
 def cache_path(cache_dir: str | Path, utt_id: str) -> Path:
