@@ -98,6 +98,10 @@ def test_every_utterance_is_predicted_once_by_a_model_that_never_saw_its_speaker
     assert by_id[FAILED].utterance.total is not None  # scored, as predict_features scores it
     pooled = result.metrics["pooled"]
     assert pooled["n_utterances"] == 140 and pooled["n_missing"] == 0
+    # each fold records the trees' sizes its own selection chose (what --refit reuses)
+    for fold in result.metrics["folds"]:
+        size = fold["selection"]["utterance/y_total"]
+        assert size["num_leaves"] == 7 and 1 <= size["rounds"] <= 20
     assert pooled["utterance"]["total"]["pcc"] > 0.7  # labels are driven by the features
     assert [f["fold"] for f in result.metrics["folds"]] == [0, 1, 2, 3]
     assert sum(f["n_utterances"] for f in result.metrics["folds"]) == 140
@@ -146,3 +150,32 @@ def test_cli_writes_cv_json_and_out_of_fold_predictions(splits, tmp_path, capsys
     total = cv["pooled"]["utterance"]["total"]
     assert len(table) == 1 and f"| {total['pcc']:.3f} [{total['ci95'][0]:.3f}, " in table[0]
     assert main(["report", "cv", str(out), "--out", str(md)]) == 2  # NAME= missing
+
+
+def test_refit_sizes_are_the_folds_most_chosen_leaves_and_median_rounds():
+    from pronscore.training.gbt import sizes_from_cv
+
+    def fold(leaves, rounds):
+        return {"selection": {"utterance/y_total": {"num_leaves": leaves, "rounds": rounds}}}
+
+    folds = [fold(15, 300), fold(7, 100), fold(15, 500), fold(7, 200), fold(31, 900)]
+    assert sizes_from_cv(folds) == {"utterance/y_total": {"num_leaves": 7, "rounds": 300}}
+    assert sizes_from_cv([fold(31, 10), fold(15, 20), fold(31, 40)])["utterance/y_total"] == {
+        "num_leaves": 31,
+        "rounds": 20,
+    }
+    assert sizes_from_cv([{"fold": 0}]) == {}  # a cv.json written before sizes were recorded
+
+
+def test_a_refit_trains_on_all_rows_with_the_given_sizes_and_no_dev(splits):
+    from pronscore.heads.gbt import GbtConfig
+    from pronscore.training.gbt import fit_gbt
+
+    sizes = {"utterance/y_total": {"num_leaves": 3, "rounds": 17}}
+    config = GbtConfig(threads=1, levels=("utterance",))
+    head, dev_pcc = fit_gbt(concat_features(splits), None, config, log=lambda *_: None, sizes=sizes)
+    assert set(head.boosters) == {"utterance/y_total"} and dev_pcc == {}
+    assert head.boosters["utterance/y_total"].num_trees() == 17
+    assert head.extra["selection"] == sizes
+    with pytest.raises(ValueError, match="dev split"):
+        fit_gbt(splits[0], None, config)

@@ -58,3 +58,15 @@ def test_model_card_reports_cross_validation_when_given() -> None:
     assert "| utterance | total | 0.800 [0.700, 0.900] | 1.000 | 10 |" in card
     assert "child utterance total 0.400 [0.700, 0.900]" in card
     assert "Speaker-grouped" not in model_card(level, 2260)
+
+
+def test_a_refit_model_card_says_dev_is_in_sample_and_how_to_refit() -> None:
+    from pronscore.commands.train_default import model_card
+
+    m = {"pcc": 0.8, "ci95": [0.7, 0.9], "mse": 1.0, "n": 10}
+    level = {"utterance": {"total": m}, "word": {"accuracy": m}, "phone": {"accuracy": m}}
+    card = model_card(level, 2500, refit=True)
+    assert "train + dev: all 2500 labelled utterances" in card and "In-sample" in card
+    assert "--cv runs/cv-default --refit" in card
+    plain = model_card(level, 2260)
+    assert "In-sample" not in plain and "--refit" not in plain

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="`pronscore cv` output of the same recipe, reported in the model card",
     )
     p.add_argument(
+        "--refit",
+        action="store_true",
+        help="train on train + dev with the trees' sizes that --cv chose (per target: the "
+        "most chosen num_leaves, the median rounds); the dev metrics are then in-sample",
+    )
+    p.add_argument(
         "--encoder-name",
         default=DEFAULT_WHISPER,
         help="with FEATURES_DIR made by `features --encoder`: the encoder name the model "
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         cv_dir=args.cv,
         progress=not args.quiet,
         encoder_name=args.encoder_name,
+        refit=args.refit,
     )
     from pronscore.evaluation.metrics import format_table
 
@@ -81,24 +88,28 @@ def _train_head(
     seed: int,
     negatives: str | None = None,
     encoder_name: str = DEFAULT_WHISPER,
+    sizes: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
-    only); saved as a RUN_DIR."""
+    only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
+    saved as a RUN_DIR."""
     from pronscore.features.encoder import read_spec
-    from pronscore.features.extract import load_features
+    from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.gbt import GbtConfig
     from pronscore.training.gbt import fit_gbt
     from pronscore.training.negatives import with_negatives
 
     train = load_features(features_dir, "train")
+    dev = load_features(features_dir, "dev")
+    if sizes is not None:
+        train, dev = concat_features([train, dev]), None
     n_human = len(train.utterances)
     if negatives:
         train = with_negatives(train, negatives, features_dir)
-    dev = load_features(features_dir, "dev")
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
     config = GbtConfig(feature_set="all", seed=seed)
-    head, dev_pcc = fit_gbt(train, dev, config, encoder=spec)
+    head, dev_pcc = fit_gbt(train, dev, config, encoder=spec, sizes=sizes)
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
     head.extra.update({
@@ -106,6 +117,7 @@ def _train_head(
         "n_train_utterances": n_human,
         "n_train_negatives": len(train.utterances) - n_human,
         "negatives": negatives,
+        "refit": sizes is not None,
     })  # fmt: skip
     head.save_pretrained(out)
     return {**head.extra, "encoder": spec}
@@ -122,8 +134,12 @@ def train_default(
     cv_dir: str | os.PathLike | None = None,
     progress: bool = True,
     encoder_name: str = DEFAULT_WHISPER,
+    refit: bool = False,
 ) -> dict[str, Any]:
-    """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON."""
+    """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON.
+
+    ``refit``: train on train + dev with the sizes of the ``cv_dir`` run (which must be a
+    gop-gbt cross-validation that recorded them)."""
     from pronscore.dataset import load_split, split_references
     from pronscore.evaluation.cv_report import read_cv
     from pronscore.evaluation.metrics import evaluate_assessments
@@ -143,9 +159,11 @@ def train_default(
             config=RECOMMENDED,
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
+    cv = read_cv(cv_dir) if cv_dir else None
+    sizes = _refit_sizes(cv, cv_dir) if refit else None
 
     with replace_dir(out) as model:
-        extra = _train_head(feats, model, seed, negatives, encoder_name)
+        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes)
         atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -155,9 +173,13 @@ def train_default(
         metrics = evaluate_assessments(refs, hyps, utt_meta)
         metrics["split"] = "dev"
         atomic_write_text(model / "metrics_dev.json", json.dumps(metrics, indent=2) + "\n")
-        cv = read_cv(cv_dir) if cv_dir else None
         card = model_card(
-            metrics, extra["n_train_utterances"], extra["n_train_negatives"], cv, extra["encoder"]
+            metrics,
+            extra["n_train_utterances"],
+            extra["n_train_negatives"],
+            cv,
+            extra["encoder"],
+            refit=refit,
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -168,6 +190,26 @@ def _row(m: dict[str, Any]) -> str:
         return "n/a | n/a | 0"
     ci = m.get("ci95") or [float("nan"), float("nan")]
     return f"{m['pcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mse']:.3f} | {m['n']}"
+
+
+def _refit_sizes(cv: dict[str, Any] | None, cv_dir: Any) -> dict[str, dict[str, int]]:
+    from pronscore.errors import CorpusError
+    from pronscore.training.gbt import sizes_from_cv
+
+    if cv is None:
+        raise CorpusError("--refit needs --cv CV_DIR (the sizes to refit with)", field="cv")
+    if cv.get("kind") != HEAD_KIND:
+        raise CorpusError(
+            f"--refit needs a {HEAD_KIND} cross-validation", path=cv_dir, field="kind"
+        )
+    sizes = sizes_from_cv(cv.get("folds", []))
+    if not sizes:
+        raise CorpusError(
+            "no trees' sizes in this cross-validation (rerun `pronscore cv gop-gbt`)",
+            path=cv_dir,
+            field="folds.selection",
+        )
+    return sizes
 
 
 def _cv_section(cv: dict[str, Any] | None) -> str:
@@ -214,6 +256,8 @@ def model_card(
     n_negatives: int = 0,
     cv: dict[str, Any] | None = None,
     encoder: Any = None,
+    *,
+    refit: bool = False,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -265,6 +309,25 @@ def model_card(
         if encoder is not None
         else "pronscore features data/so762 --out data/feats --jobs 2"
     )
+    data_text = (
+        f"train + dev: all {n_train} labelled utterances of the corpus train part made by\n"
+        "`pronscore prepare`, refit with the trees' sizes that the cross-validation below chose"
+        "\n(per target: the most chosen `num_leaves`, the median number of rounds)."
+        if refit
+        else f"train split only: {n_train} utterances of the\nspeaker-disjoint `train` part made "
+        "by `pronscore prepare` (10% of the corpus train speakers\nare held out as `dev`)."
+    )
+    dev_text = (
+        "In-sample: the model was refit on train + dev, so these numbers only show that\n"
+        f"`pronscore evaluate {name} --data data/so762 --split dev` (through the Scorer)\n"
+        "reproduces the model; the cross-validation below is the guide to unseen speakers."
+        if refit
+        else "Measured through the Scorer, as "
+        f"`pronscore evaluate {name} --data data/so762 --split dev`\ndoes. Dev also chose the "
+        "trees' size and number (early stopping), so these are slightly\noptimistic; 240 "
+        "utterances of 12 speakers rank models unreliably (`pronscore cv` gives\n"
+        "speaker-grouped cross-validation over train + dev)."
+    )
     fdir, enc_flag = (
         ("data/feats-enc", " \\\n        --encoder ../shared/models/whisper-base-encoder")
         if encoder is not None
@@ -296,9 +359,7 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
 
 ## Training data
 
-Speechocean762 (Zhang et al., 2021), train split only: {n_train} utterances of the
-speaker-disjoint `train` part made by `pronscore prepare` (10% of the corpus train speakers
-are held out as `dev`).{neg} Licence CC BY 4.0.
+Speechocean762 (Zhang et al., 2021), {data_text}{neg} Licence CC BY 4.0.
 
 > Junbo Zhang, Zhiwen Zhang, Yongqing Wang, Zhiyong Yan, Qiong Song, Yukai Huang, Ke Li,
 > Daniel Povey, Yujun Wang. "speechocean762: An Open-Source Non-native English Speech Corpus
@@ -306,12 +367,8 @@ are held out as `dev`).{neg} Licence CC BY 4.0.
 
 ## Dev metrics
 
-{metrics.get("n_utterances", "?")} held-out dev utterances (speakers unseen in training);
-Pearson correlation with the experts' scores, bootstrap 95% CI over utterances, MSE, n.
-Measured through the Scorer, as `pronscore evaluate {name} --data data/so762 --split dev`
-does. Dev also chose the trees' size and number (early stopping), so these are slightly
-optimistic; 240 utterances of 12 speakers rank models unreliably (`pronscore cv` gives
-speaker-grouped cross-validation over train + dev).
+{metrics.get("n_utterances", "?")} dev utterances (12 speakers); Pearson correlation with the
+experts' scores, bootstrap 95% CI over utterances, MSE, n. {dev_text}
 
 | level | aspect | PCC [95% CI] | MSE | n |
 |---|---|---|---|---|
@@ -343,7 +400,7 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
     {feats_cmd}
     pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}
     pronscore train default --data data/so762 --features {fdir} --out runs/{name} --jobs 2 \\
-        --cv runs/cv-{name}{enc_flag}
+        --cv runs/cv-{name}{" --refit" if refit else ""}{enc_flag}
 
 Made {date.today().isoformat()}.
 """

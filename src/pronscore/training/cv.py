@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,18 @@ def _ids_of(utts: pd.DataFrame, speakers: Sequence[str]) -> list[str]:
     return utts.loc[utts["speaker"].astype(str).isin(set(speakers)), "id"].astype(str).tolist()
 
 
-FitPredict = Callable[[SplitFeatures, SplitFeatures, SplitFeatures, int], dict[str, Assessment]]
+@dataclass
+class FoldFit:
+    """A fold's test predictions and what its model selection chose (gop-gbt: per target
+    ``num_leaves`` and ``rounds``, the sizes a refit on all data reuses)."""
+
+    predictions: dict[str, Assessment]
+    selection: dict[str, Any] = field(default_factory=dict)
+
+
+FitPredict = Callable[
+    [SplitFeatures, SplitFeatures, SplitFeatures, int], "FoldFit | dict[str, Assessment]"
+]
 
 
 def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPredict:
@@ -147,7 +158,8 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
             config = GbtConfig(
                 feature_set=opts.feature_set, seed=seed, threads=opts.threads, **grid
             )
-            return fit_gbt(train, val, config, log=log)[0].predict_features(test)
+            head = fit_gbt(train, val, config, log=log)[0]
+            return FoldFit(head.predict_features(test), head.extra["selection"])
 
         return gbt
     if kind == "gop-blstm":
@@ -210,7 +222,10 @@ def cross_validate(
             test_ids = _ids_of(utts, p.test)
             train, val = data.subset(_ids_of(utts, p.train)), data.subset(_ids_of(utts, p.val))
             t0 = time.process_time()
-            hyps = fit(train, val, data.subset(test_ids), seed)
+            fitted = fit(train, val, data.subset(test_ids), seed)
+            if not isinstance(fitted, FoldFit):
+                fitted = FoldFit(fitted)
+            hyps = fitted.predictions
             missing = set(test_ids) - set(hyps)
             if missing:
                 raise RuntimeError(f"fold {p.fold}: no prediction for {sorted(missing)[:3]}")
@@ -221,7 +236,7 @@ def cross_validate(
                 {i: refs[i] for i in test_ids}, hyps, meta, n_boot=opts.bootstrap
             )
             folds.append({"seed": seed, "fold": p.fold, **_fold_info(p, utts), "cpu_seconds": cpu,
-                          **m})  # fmt: skip
+                          "selection": fitted.selection, **m})  # fmt: skip
             total = m["utterance"]["total"]["pcc"]
             shown = "n/a" if total is None else f"{total:.3f}"
             log(f"seed {seed} fold {p.fold}: utterance total PCC {shown} ({cpu:.0f} s CPU)")

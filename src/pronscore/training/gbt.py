@@ -1,9 +1,12 @@
 """Fit the GBT head: one LightGBM regressor per target, early-stopped and model-selected
-(``num_leaves`` grid) on the dev split by Pearson correlation."""
+(``num_leaves`` grid) on the dev split by Pearson correlation -- or, to refit on every labelled
+utterance, with the sizes that cross-validation chose (:func:`sizes_from_cv`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,81 +46,134 @@ def _tables(
     return out
 
 
+def _params(config: GbtConfig, leaves: int) -> dict[str, Any]:
+    return {
+        "objective": "regression", "learning_rate": config.learning_rate, "num_leaves": leaves,
+        "min_data_in_leaf": config.min_data_in_leaf, "feature_fraction": config.feature_fraction,
+        "bagging_fraction": config.bagging_fraction, "bagging_freq": 1, "seed": config.seed,
+        "num_threads": config.threads, "verbosity": -1, "deterministic": True,
+    }  # fmt: skip
+
+
 def _fit_one(x_tr, y_tr, x_dev, y_dev, config: GbtConfig, names: list[str], categorical: list[str]):
+    """Early stopping and the ``num_leaves`` grid on dev: (dev PCC, booster, its size)."""
     lgb = import_lightgbm()
 
-    best = (-np.inf, None)
+    best = (-np.inf, None, 0)
     for leaves in config.num_leaves:
-        params = {
-            "objective": "regression", "learning_rate": config.learning_rate, "num_leaves": leaves,
-            "min_data_in_leaf": config.min_data_in_leaf,
-            "feature_fraction": config.feature_fraction,
-            "bagging_fraction": config.bagging_fraction, "bagging_freq": 1, "seed": config.seed,
-            "num_threads": config.threads, "verbosity": -1, "deterministic": True,
-        }  # fmt: skip
         train = lgb.Dataset(
             x_tr, y_tr, feature_name=names, categorical_feature=categorical, free_raw_data=False
         )
         dev = lgb.Dataset(x_dev, y_dev, reference=train)
         booster = lgb.train(
-            params, train, num_boost_round=config.max_rounds, valid_sets=[dev],
+            _params(config, leaves), train, num_boost_round=config.max_rounds, valid_sets=[dev],
             callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
         )  # fmt: skip
         r = pearson(y_dev, booster.predict(x_dev, num_iteration=booster.best_iteration))
         score = -np.inf if r is None else r  # constant labels: keep the first candidate
         if best[1] is None or score > best[0]:
-            best = (score, booster)
-    r, booster = best
+            best = (score, booster, leaves)
+    r, booster, leaves = best
     # keep only the selected rounds so the saved model predicts exactly what was selected
     r = None if not np.isfinite(r) else float(r)
-    return r, lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    return r, kept, {"num_leaves": int(leaves), "rounds": int(kept.num_trees())}
+
+
+def _fit_fixed(x_tr, y_tr, size: Mapping[str, int], config: GbtConfig, names, categorical):
+    """A booster of a given size (``num_leaves``, ``rounds``), no selection."""
+    lgb = import_lightgbm()
+    train = lgb.Dataset(x_tr, y_tr, feature_name=names, categorical_feature=categorical)
+    params = _params(config, int(size["num_leaves"]))
+    return lgb.train(params, train, num_boost_round=max(1, int(size["rounds"])))
+
+
+def sizes_from_cv(folds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per target, the size to refit with: the ``num_leaves`` most folds chose (the smaller
+    on a tie) and the median of their rounds, from the ``selection`` of each fold of a
+    ``pronscore cv gop-gbt`` run (cv.json ``folds``)."""
+    chosen: dict[str, list[dict[str, int]]] = {}
+    for f in folds:
+        for target, size in (f.get("selection") or {}).items():
+            chosen.setdefault(target, []).append(size)
+    out = {}
+    for target, sizes in chosen.items():
+        leaves = [int(s["num_leaves"]) for s in sizes]
+        mode = min(set(leaves), key=lambda v: (-leaves.count(v), v))
+        out[target] = {
+            "num_leaves": mode,
+            "rounds": round(float(np.median([s["rounds"] for s in sizes]))),
+        }
+    return out
 
 
 def fit_gbt(
     train: SplitFeatures,
-    dev: SplitFeatures,
+    dev: SplitFeatures | None,
     config: GbtConfig,
     log=print,
     *,
     encoder: EncoderSpec | None = None,
+    sizes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[GbtHead, dict]:
     """Train every target on ``train``, select on ``dev``; returns the head and dev PCCs.
 
-    Features with encoder vectors (``encoder``: how they were made) first get a phone
-    classifier whose columns join the phone rows (cross-fitted on ``train``)."""
+    ``sizes`` (target -> ``num_leaves``, ``rounds``; :func:`sizes_from_cv`): fit those sizes
+    with no selection -- the refit on all labelled data, ``dev`` may then be ``None``. What
+    was chosen is in ``head.extra["selection"]``. Features with encoder vectors (``encoder``:
+    how they were made) first get a phone classifier whose columns join the phone rows
+    (cross-fitted on ``train``)."""
+    if dev is None and sizes is None:
+        raise ValueError("fit_gbt needs a dev split to select on, or the sizes to fit")
     head = GbtHead(config, encoder=encoder)
     if train.phone_vectors is not None:
         train, dev = _with_classifier(head, train, dev, log)
     dev_pcc: dict[str, float | None] = {}
-    tr_tabs, dev_tabs = _tables(train, config), _tables(dev, config)
+    selection: dict[str, dict[str, int]] = {}
+    tr_tabs = _tables(train, config)
+    dev_tabs = _tables(dev, config) if dev is not None else {}
     targets = {"utterance": UTT_TARGETS, "word": WORD_TARGETS, "phone": (PHONE_TARGET,)}
     for level, (x_tr_df, lab_tr) in tr_tabs.items():
-        x_dev_df, lab_dev = dev_tabs[level]
         names = list(x_tr_df.columns)
         head.features[level] = names
         categorical = [c for c in ("phone_id", "position_id") if c in names]
-        x_dev_df = x_dev_df.reindex(columns=names)
+        x_tr = x_tr_df.to_numpy("float64")
         for target in targets[level]:
+            name = f"{level}/{target}"
             y_tr = lab_tr[target].to_numpy(dtype="float64")
-            y_dev = lab_dev[target].to_numpy(dtype="float64")
-            m_tr, m_dev = np.isfinite(y_tr), np.isfinite(y_dev)
-            if m_tr.sum() < 10 or m_dev.sum() < 3:
-                log(f"{level}/{target}: too few labels, skipped")
-                continue
-            r, booster = _fit_one(
-                x_tr_df.to_numpy("float64")[m_tr], y_tr[m_tr], x_dev_df.to_numpy("float64")[m_dev],
-                y_dev[m_dev], config, names, categorical,
-            )  # fmt: skip
-            head.boosters[f"{level}/{target}"] = booster
-            dev_pcc[f"{level}/{target}"] = r
-            shown = "n/a" if r is None else f"{r:.3f}"
+            m_tr = np.isfinite(y_tr)
+            if sizes is not None:
+                if name not in sizes or m_tr.sum() < 10:
+                    log(f"{name}: no size from cross-validation or too few labels, skipped")
+                    continue
+                booster = _fit_fixed(x_tr[m_tr], y_tr[m_tr], sizes[name], config, names,
+                                     categorical)  # fmt: skip
+                r, size = None, dict(sizes[name])
+            else:
+                x_dev_df, lab_dev = dev_tabs[level]
+                y_dev = lab_dev[target].to_numpy(dtype="float64")
+                m_dev = np.isfinite(y_dev)
+                if m_tr.sum() < 10 or m_dev.sum() < 3:
+                    log(f"{name}: too few labels, skipped")
+                    continue
+                x_dev = x_dev_df.reindex(columns=names).to_numpy("float64")
+                r, booster, size = _fit_one(
+                    x_tr[m_tr], y_tr[m_tr], x_dev[m_dev], y_dev[m_dev], config, names, categorical
+                )
+                dev_pcc[name] = r
+            head.boosters[name] = booster
+            selection[name] = {k: int(v) for k, v in size.items()}
+            shown = (
+                "refit" if r is None and sizes is not None else "n/a" if r is None else f"{r:.3f}"
+            )
             log(f"{level:9s} {target[2:]:12s} dev PCC {shown}  ({booster.num_trees()} trees)")
+    head.extra["selection"] = selection
     return head, dev_pcc
 
 
 def _with_classifier(
-    head: GbtHead, train: SplitFeatures, dev: SplitFeatures, log
-) -> tuple[SplitFeatures, SplitFeatures]:
+    head: GbtHead, train: SplitFeatures, dev: SplitFeatures | None, log
+) -> tuple[SplitFeatures, SplitFeatures | None]:
     """Fit ``head.classifier``; training rows get cross-fitted columns, dev rows the final
     classifier's (as any scored recording will)."""
     opts = ClassifierOptions(seed=head.config.seed, threads=head.config.threads)
@@ -127,7 +183,7 @@ def _with_classifier(
     train = replace(train, phones=train.phones.assign(**cols))
     head.checks = encoder_checks(train)
     log(f"encoder checks: {head.checks}")
-    return train, replace(dev, phones=head.phone_rows(dev))
+    return train, None if dev is None else replace(dev, phones=head.phone_rows(dev))
 
 
 def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) -> EncoderChecks:
