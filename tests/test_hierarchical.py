@@ -267,8 +267,8 @@ def test_training_learns_the_hidden_quality(tiny_features, inputs: str) -> None:
     root, deep = tiny_features
     train, dev = load_features(root, "train"), load_features(root, "dev")
     opts = HierTrainOptions(inputs=inputs, epochs=30, deep_cache=str(deep), seed=0)
-    best, runs = train_seeds(train, dev, opts, [0], n_boot=50, log=lambda s: None)
-    m = runs[0]["metrics"]
+    result = train_seeds(train, dev, opts, [0], n_boot=50, log=lambda s: None)
+    best, m = result.best, result.runs[0]["metrics"]
     assert m["utterance"]["total"]["pcc"] > 0.6, m["utterance"]["total"]
     assert m["phone"]["accuracy"]["pcc"] > 0.5, m["phone"]["accuracy"]
     if inputs.startswith("whisper"):  # the learned layer weights find the informative layer
@@ -280,11 +280,15 @@ def test_saved_run_predicts_all_levels_in_range(tiny_features, tmp_path: Path) -
     root, deep = tiny_features
     train, dev = load_features(root, "train"), load_features(root, "dev")
     opts = HierTrainOptions(inputs="gop", epochs=3, deep_cache=str(deep))
-    best, runs = train_seeds(train, dev, opts, [1, 2], n_boot=20, log=lambda s: None)
-    run_dir = tmp_path / "run"
-    save_run(run_dir, best, runs, {"features_dir": str(root), "deep_cache": str(deep)})
+    result = train_seeds(train, dev, opts, [1, 2], n_boot=20, log=lambda s: None)
+    best, run_dir = result.best, tmp_path / "run"
+    save_run(run_dir, result, {"features_dir": str(root), "deep_cache": str(deep)})
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert len(metrics["seeds"]) == 2 and "total" in metrics["mean"]["utterance"]
+    assert len(metrics["seeds"]) == 2
+    mean = metrics["mean"]["utterance"]["total"]
+    by_seed = [r["metrics"]["utterance"]["total"]["pcc"] for r in metrics["seeds"]]
+    assert mean["pcc"] == pytest.approx(np.mean(by_seed)) and mean["n"] == len(dev.utterances)
+    assert mean["ci95"][0] < mean["pcc"] < mean["ci95"][1]  # a bootstrap CI of that mean
     head = HierHead.from_pretrained(run_dir)
     preds = head.predict_features(dev)
     assert set(preds) == set(dev.utterances["id"])

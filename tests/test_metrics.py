@@ -11,6 +11,7 @@ from pronscore.evaluation.metrics import (
     UttMeta,
     bootstrap_ci,
     evaluate_assessments,
+    evaluate_seeds,
     format_table,
     pearson,
 )
@@ -78,3 +79,25 @@ def test_scatter_plots(tmp_path) -> None:
     names = {p.name for p in paths}
     assert {"utterance_total.png", "word_accuracy.png", "phone_accuracy.png"} <= names
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_seed_mean_has_a_bootstrap_ci_of_the_mean_itself() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 10, 200)
+    refs = {f"u{i}": _assessment(t, t, 1.0) for i, t in enumerate(truth)}
+    runs = [
+        {
+            f"u{i}": _assessment(t + e, t, 1.0)
+            for i, (t, e) in enumerate(zip(truth, noise, strict=True))
+        }
+        for noise in (rng.normal(0, 2, 200), rng.normal(0, 4, 200))
+    ]
+    m = evaluate_seeds(refs, runs, n_boot=500)["utterance"]["total"]
+    single = [evaluate_assessments(refs, r, n_boot=0)["utterance"]["total"]["pcc"] for r in runs]
+    assert m["pcc"] == pytest.approx(np.mean(single)) and m["n"] == 200
+    assert m["pcc_sd"] == pytest.approx(np.std(single))
+    lo, hi = m["ci95"]
+    assert lo < m["pcc"] < hi
+    # the interval of the mean lies between the runs' own intervals, not around either one
+    own = [evaluate_assessments(refs, r, n_boot=500)["utterance"]["total"]["ci95"] for r in runs]
+    assert own[1][0] < lo < own[0][0] and own[1][1] < hi < own[0][1]

@@ -58,8 +58,8 @@ NOTES = """\
 - Inputs: `gop` = the per-phone `p_*` GOP/LPR/duration features of `pronscore features`
   (pocketsphinx); `ps-frames` = pocketsphinx per-frame log phone posteriors (39 + 3 non-speech)
   mean-pooled per aligned phone; `whisper:A-B` = Whisper-base encoder layers A..B pooled per
-  phone, combined by learned softmax weights (cache: `python -m pronscore.features.deep
-  data/feats data/so762 data/deep-whisper --model ../shared/models/whisper-base-encoder`);
+  phone, combined by learned softmax weights (the encoder vectors of `pronscore features
+  data/so762 --out data/feats-w36 --encoder ../shared/models/whisper-base-encoder --layers 3-6`);
   `utt` (beyond the paper) = utterance-level `u_*` prosody/rate features added to the sentence
   vector.
 - Stage 2 (`pretrain synthetic`): the GOP GBT baseline (`pronscore.heads.gbt`, all features)
@@ -109,9 +109,11 @@ def render(results: dict[str, dict], command: str) -> str:
         "# Hierarchical attention scorer on dev (Speechocean762)",
         "",
         "Lin & Wang (Interspeech 2021) hierarchical attention module, multi-granularity, trained",
-        "on the train split with model selection on dev. Cells: PCC averaged over the row's seeds "
-        "(1..n) [mean 95% bootstrap CI]. CPU time: process time per seed with cached features "
-        "(pre-training rows include the GBT teacher).",
+        "on the train split with model selection on dev. Cells: mean PCC over the row's seeds "
+        "[95% bootstrap CI of that mean: each resample of dev utterances scores every seed]. "
+        "CPU time: process time per seed with cached features (pre-training rows include the "
+        "GBT teacher). Dev (240 utterances, 12 speakers) ranks models unreliably: "
+        "docs/results_cv.md has speaker-grouped cross-validation.",
         "",
         f"Command: `{command}`",
         "",
@@ -167,9 +169,16 @@ def run_hier(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown rows {unknown} (known: {', '.join(ROWS)})", file=sys.stderr)
         return 2
+    from pronscore.features.encoder import read_spec
+
+    encoder = read_spec(args.features)
     deep = [n for n in names if "whisper" in ROWS[n][1].inputs]
-    if deep and args.deep_cache is None:
-        print(f"error: rows {deep} need --deep-cache CACHE_DIR", file=sys.stderr)
+    if deep and args.deep_cache is None and encoder is None:
+        print(
+            f"error: rows {deep} need encoder vectors in --features (pronscore features "
+            "--encoder ID_OR_PATH --layers 3-6) or --deep-cache CACHE_DIR",
+            file=sys.stderr,
+        )
         return 2
     train = load_features(args.features, "train")
     dev = load_features(args.features, "dev")
@@ -181,12 +190,18 @@ def run_hier(args: argparse.Namespace) -> int:
             results[name] = json.loads((run_dir / "metrics.json").read_text())
             continue
         o = replace(
-            ROWS[name][1], epochs=args.epochs, deep_cache=args.deep_cache, threads=args.threads
+            ROWS[name][1],
+            epochs=args.epochs,
+            deep_cache=args.deep_cache,
+            vector_layers=encoder.layers if encoder is not None else None,
+            threads=args.threads,
         )
         print(f"== {name}", flush=True)
-        best, seed_runs = train_seeds(train, dev, o, seeds, log=lambda s: None)
+        seed_runs = train_seeds(train, dev, o, seeds, log=lambda s: None)
         extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
-        save_run(run_dir, best, seed_runs, extra)
+        if encoder is not None and "whisper" in o.inputs:
+            extra["encoder"] = encoder.to_dict()  # what the Scorer computes for a recording
+        save_run(run_dir, seed_runs, extra)
         results[name] = json.loads((run_dir / "metrics.json").read_text())
         m = results[name]["mean"]["utterance"]["total"]
         print(f"   utterance total PCC {m['pcc']:.3f}", flush=True)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import load_features
     from pronscore.heads.hier_inputs import InputSpec
-    from pronscore.training.hier import HierTrainOptions, mean_metrics, save_run, train_seeds
+    from pronscore.training.hier import HierTrainOptions, save_run, train_seeds
 
     encoder = read_spec(args.features) if InputSpec.parse(args.inputs).whisper_layers else None
     opts = HierTrainOptions(
@@ -84,13 +84,12 @@ def run(args: argparse.Namespace) -> int:
     train = load_features(args.features, args.train_split)
     dev = load_features(args.features, args.dev_split)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    best, runs = train_seeds(train, dev, opts, seeds)
+    result = train_seeds(train, dev, opts, seeds)
     extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
     if encoder is not None:  # the vectors the Scorer computes for a recording
         extra["encoder"] = encoder.to_dict()
-    save_run(args.out, best, runs, extra)
-    m = mean_metrics(runs)
-    for level, aspects in m.items():
+    save_run(args.out, result, extra)
+    for level, aspects in result.mean.items():
         for a, v in aspects.items():
             print(f"{level:9s} {a:12s} PCC {v['pcc']:.3f} (sd {v['pcc_sd']:.3f})  n={v['n']}")
     print(f"saved {args.out}")

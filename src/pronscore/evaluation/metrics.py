@@ -15,7 +15,7 @@ one speaker/utterance do not make the interval look tighter than it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,6 +177,48 @@ def evaluate_assessments(
         for g, members in sorted(groups.items())
     }
     return result
+
+
+def evaluate_seeds(
+    refs: Mapping[str, Assessment],
+    hyps_by_seed: Sequence[Mapping[str, Assessment]],
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict:
+    """Per level and aspect: the mean PCC over several runs (seeds) on the same utterances,
+    its SD over runs, the mean MSE, n, and a bootstrap 95% CI *of that mean* (each resample of
+    utterances scores every run), so the interval belongs to the statistic reported."""
+    ids = sorted(i for i in refs if all(i in h for h in hyps_by_seed))
+    r = [refs[i] for i in ids]
+    runs = [collect_pairs(r, [h[i] for i in ids]) for h in hyps_by_seed]
+    if not runs:
+        return {}
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / max(len(ids), 1)), size=n_boot)
+    out: dict[str, dict] = {}
+    for level, aspects in runs[0].items():
+        for a in aspects:
+            pairs = [run[level][a] for run in runs]
+            pccs = [pearson(p.ref, p.hyp) for p in pairs]
+            if pairs[0].ref.size < 3 or any(v is None for v in pccs):
+                continue
+            ci = None
+            if n_boot > 0:
+                boot = np.mean(
+                    [_pcc_from_moments(counts @ _moments(p, len(ids))) for p in pairs], 0
+                )
+                boot = boot[np.isfinite(boot)]
+                if boot.size:
+                    ci = [float(v) for v in np.percentile(boot, [2.5, 97.5])]
+            out.setdefault(level, {})[a] = {
+                "pcc": float(np.mean(pccs)),
+                "pcc_sd": float(np.std(pccs)),
+                "ci95": ci,
+                "mse": float(np.mean([np.mean((p.ref - p.hyp) ** 2) for p in pairs])),
+                "n": int(pairs[0].ref.size),
+            }
+    return out
 
 
 def format_table(metrics: dict) -> str:

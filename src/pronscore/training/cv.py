@@ -214,7 +214,7 @@ def cross_validate(
     refs, meta = labels_from_features(data), speaker_meta(data)
     plans = plan_folds(utts, opts)
     fit = fitter or fit_predict(kind, opts, log=lambda *_: None)
-    folds, repeats, rows = [], [], []
+    folds, repeats, rows, oofs = [], [], [], []
     cpu0 = time.process_time()
     for seed in opts.seeds:
         oof: dict[str, Assessment] = {}
@@ -240,6 +240,7 @@ def cross_validate(
             total = m["utterance"]["total"]["pcc"]
             shown = "n/a" if total is None else f"{total:.3f}"
             log(f"seed {seed} fold {p.fold}: utterance total PCC {shown} ({cpu:.0f} s CPU)")
+        oofs.append(oof)
         pooled = evaluate_assessments(refs, oof, meta, n_boot=opts.bootstrap)
         repeats.append({"seed": seed, "metrics": pooled})
     metrics: dict[str, Any] = {
@@ -255,10 +256,10 @@ def cross_validate(
         "pooled": repeats[0]["metrics"],
     }
     if len(repeats) > 1:
-        from pronscore.training.hier import mean_metrics
+        from pronscore.evaluation.metrics import evaluate_seeds
 
         metrics["pooled_by_seed"] = repeats
-        metrics["pooled_mean"] = mean_metrics(repeats)
+        metrics["pooled_mean"] = evaluate_seeds(refs, oofs, n_boot=opts.bootstrap)
     return CvResult(metrics, rows)
 
 

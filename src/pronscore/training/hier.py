@@ -39,6 +39,7 @@ from pronscore.heads.hier_inputs import (
     utt_columns,
 )
 from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig
+from pronscore.schema import Assessment
 from pronscore.training.hier_teacher import synthetic_splits
 
 # --- losses and the loop -------------------------------------------------------------------
@@ -270,13 +271,10 @@ def train_hier(
 # --- seeds, evaluation, saving ---------------------------------------------------------------
 
 
-def evaluate_dev(
-    model: HierarchicalScorer, dev: SplitFeatures, opts: HierTrainOptions, n_boot: int = 1000
-) -> dict:
-    """The metrics JSON (pronscore.evaluation layout) of ``model`` on a labelled split."""
-    from pronscore.evaluation.metrics import evaluate_assessments
-    from pronscore.training.gop_baselines import labels_from_features, speaker_meta
-
+def dev_predictions(
+    model: HierarchicalScorer, dev: SplitFeatures, opts: HierTrainOptions
+) -> dict[str, Assessment]:
+    """``model``'s Assessments of every utterance of a labelled split."""
     spec = InputSpec.parse(opts.inputs)
     extra = model.config.extra
     items = prepare_items(
@@ -287,8 +285,18 @@ def evaluate_dev(
         extra.get("utt_columns", []),
         opts.vector_layers,
     )
-    hyps = assessments(model, dev, fill_missing(model, items))
-    return evaluate_assessments(labels_from_features(dev), hyps, speaker_meta(dev), n_boot=n_boot)
+    return assessments(model, dev, fill_missing(model, items))
+
+
+@dataclass
+class SeedRuns:
+    """One run per seed: the best on dev, every seed's ``{"seed", "metrics", "info"}``, and
+    ``mean`` (:func:`~pronscore.evaluation.metrics.evaluate_seeds`: mean PCC over seeds with a
+    bootstrap CI of that mean)."""
+
+    best: TrainedHier
+    runs: list[dict]
+    mean: dict
 
 
 def train_seeds(
@@ -299,10 +307,13 @@ def train_seeds(
     *,
     n_boot: int = 1000,
     log: Callable[[str], None] = print,
-) -> tuple[TrainedHier, list[dict]]:
-    """One run per seed; returns the run with the best dev utterance-total PCC and every
-    seed's ``{"seed", "metrics", "info"}``."""
-    runs, best, best_pcc = [], None, -np.inf
+) -> SeedRuns:
+    """One run per seed, each scored on ``dev``; see :class:`SeedRuns`."""
+    from pronscore.evaluation.metrics import evaluate_assessments, evaluate_seeds
+    from pronscore.training.gop_baselines import labels_from_features, speaker_meta
+
+    refs, meta = labels_from_features(dev), speaker_meta(dev)
+    runs, hyps_by_seed, best, best_pcc = [], [], None, -np.inf
     synth = None
     if opts.pretrain == "synthetic":  # one teacher for all seeds (its CPU time is reported)
         t0 = time.process_time()
@@ -314,42 +325,21 @@ def train_seeds(
         if synth is not None:
             trained.info["teacher_cpu_seconds"] = teacher_cpu
             trained.info["cpu_seconds"] += teacher_cpu
-        metrics = evaluate_dev(trained.model, dev, o, n_boot=n_boot)
+        hyps = dev_predictions(trained.model, dev, o)
+        metrics = evaluate_assessments(refs, hyps, meta, n_boot=n_boot)
         runs.append({"seed": seed, "metrics": metrics, "info": trained.info})
+        hyps_by_seed.append(hyps)
         pcc = (metrics.get("utterance", {}).get("total", {}) or {}).get("pcc") or -1.0
         log(f"seed {seed}: dev utterance total PCC {pcc:.3f}")
         if pcc > best_pcc:
             best, best_pcc = trained, pcc
     assert best is not None
-    return best, runs
+    return SeedRuns(best, runs, evaluate_seeds(refs, hyps_by_seed, n_boot=n_boot))
 
 
-def mean_metrics(runs: Sequence[dict]) -> dict:
-    """PCC / CI bounds / MSE averaged over seeds, per level and aspect."""
-    out: dict[str, dict] = {}
-    for level in ("utterance", "word", "phone"):
-        aspects = {a for r in runs for a in r["metrics"].get(level, {})}
-        for a in sorted(aspects):
-            ms = [r["metrics"][level][a] for r in runs if r["metrics"].get(level, {}).get(a)]
-            ms = [m for m in ms if m.get("pcc") is not None]
-            if not ms:
-                continue
-            ci = [m["ci95"] for m in ms if m.get("ci95")]
-            out.setdefault(level, {})[a] = {
-                "pcc": float(np.mean([m["pcc"] for m in ms])),
-                "pcc_sd": float(np.std([m["pcc"] for m in ms])),
-                "ci95": [float(np.mean([c[0] for c in ci])), float(np.mean([c[1] for c in ci]))]
-                if ci
-                else None,
-                "mse": float(np.mean([m["mse"] for m in ms])),
-                "n": int(ms[0]["n"]),
-            }
-    return out
-
-
-def save_run(out_dir: str | Path, trained: TrainedHier, runs: Sequence[dict], extra: dict) -> None:
+def save_run(out_dir: str | Path, result: SeedRuns, extra: dict) -> None:
     """RUN_DIR: model.safetensors + config.json (kind "hier") + metrics.json, via a temp dir."""
     with replace_dir(out_dir) as tmp:
-        trained.model.save_pretrained(tmp, extra={**extra, "train_info": trained.info})
-        summary = {"seeds": list(runs), "mean": mean_metrics(runs)}
+        result.best.model.save_pretrained(tmp, extra={**extra, "train_info": result.best.info})
+        summary = {"seeds": result.runs, "mean": result.mean}
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
