@@ -76,4 +76,34 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
         lines += [f"Command: `{command}`", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [row(name, cv) for name, cv in runs.items()]
+    lines += ["", "## How each row was made", ""]
+    lines += [f"- {name}: `{cv_command(cv)}`" for name, cv in runs.items()]
+    lines += [
+        "",
+        "FEATURES_DIR from `pronscore features data/so762 --out DIR --jobs 2` (with `--encoder "
+        "../shared/models/whisper-base-encoder --layers L` for encoder vectors), `data/so762` "
+        "from `pronscore prepare ../shared/data/speechocean762 --out data/so762`. CPU seconds "
+        "are process time on a 2-core machine shared with other jobs.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def cv_command(cv: dict[str, Any]) -> str:
+    """The ``pronscore cv`` command line that made a cv.json (its recorded options)."""
+    o = cv.get("options", {})
+    parts = ["pronscore cv", str(cv.get("kind", "?")), "--features", str(cv.get("features_dir"))]
+    parts += ["--folds", str(cv.get("n_folds"))]
+    if cv.get("kind") == "hier":
+        parts += ["--inputs", str(o.get("inputs"))]
+    if (cv.get("fold_seed") or 1) != 1:
+        parts += ["--fold-seed", str(cv["fold_seed"])]
+    if list(o.get("seeds") or [1]) != [1]:
+        parts += ["--seeds", ",".join(map(str, o["seeds"]))]
+    if o.get("feature_set", "all") != "all":
+        parts += ["--feature-set", str(o["feature_set"])]
+    if o.get("num_leaves"):
+        parts += ["--num-leaves", ",".join(map(str, o["num_leaves"]))]
+    for key in ("max_rounds", "epochs"):
+        if o.get(key) is not None:
+            parts += [f"--{key.replace('_', '-')}", str(o[key])]
+    return " ".join(parts)
