@@ -119,6 +119,7 @@ def test_extract_utterance_on_real_audio(corpus_dir, extractor):
     assert f.utterance["status"] == "ok" and f.utterance["n_phones"] == 10
     frames = f.frames["phone_scores"]
     assert frames.shape == (f.alignment.n_frames, 39) and frames.dtype == np.float32
+    assert f.frames["offset"].tolist() == [f.offset]  # where frame 0 is in the recording
     full = np.concatenate([frames, f.frames["nonspeech_scores"]], axis=1)
     assert np.allclose(np.exp(full).sum(axis=1), 1.0, atol=1e-4)
     # non-speech gets far more posterior mass in the leading silence (0-0.5 s) than in speech

@@ -418,3 +418,24 @@ def test_whisper_inputs_come_from_the_splits_encoder_vectors(tiny_features) -> N
     np.testing.assert_array_equal(vecs[uid][0], layered[0, 1:])  # no deep cache needed
     with pytest.raises(ModelError, match=r"layers \[3\].*layers \[0, 1, 2\]"):
         encoder_inputs(dev, InputSpec.parse("whisper:3"), (0, 1, 2))
+
+
+def test_ps_frames_pool_the_phone_span_of_trimmed_audio(tmp_path: Path) -> None:
+    """Phone times are the recording's; frame 0 is where trimming cut (``offset``)."""
+    import pandas as pd
+    from safetensors.numpy import save_file
+
+    from pronscore.features.extract import SplitFeatures
+    from pronscore.heads.hier_inputs import _frame_pooled
+
+    scores = np.repeat(np.arange(50, dtype=np.float32)[:, None], 39, axis=1)  # row t holds t
+    nonspeech = np.zeros((50, 3), np.float32)
+    save_file({"phone_scores": scores, "nonspeech_scores": nonspeech,
+               "offset": np.array([0.3])}, str(tmp_path / "u1.safetensors"))  # fmt: skip
+    save_file({"phone_scores": scores, "nonspeech_scores": nonspeech},
+              str(tmp_path / "u0.safetensors"))  # fmt: skip
+    phones = pd.DataFrame({"start": [0.40], "end": [0.50]})
+    split = SplitFeatures(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path)
+    # 0.40-0.50 s of the recording are frames 10-19 of audio trimmed from 0.30 s
+    assert _frame_pooled(split, "u1", phones)[0, 0] == pytest.approx(14.5)
+    assert _frame_pooled(split, "u0", phones)[0, 0] == pytest.approx(44.5)  # no offset stored

@@ -342,6 +342,8 @@ def extract_utterance(
         frames = {
             "phone_scores": logpost[:, :N_SPEECH].copy(),
             "nonspeech_scores": logpost[:, N_SPEECH:].copy(),
+            # frame 0 is this many seconds into the recording (trim_db), where phone times count
+            "offset": np.array([offset], np.float64),
         }
     else:
         p_feats = None

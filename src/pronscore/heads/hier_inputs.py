@@ -98,7 +98,10 @@ def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray
         )
     fr = split.frames(utt)
     frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
-    return pool_phones(frames, g["start"], g["end"], 100.0)[0]
+    # phone times are the recording's; frames start where trimming cut (files made before
+    # the offset was stored: 0, i.e. untrimmed features)
+    offset = float(fr["offset"][0]) if "offset" in fr else 0.0
+    return pool_phones(frames, g["start"] - offset, g["end"] - offset, 100.0)[0]
 
 
 def encoder_inputs(
