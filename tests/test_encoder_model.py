@@ -67,6 +67,11 @@ def test_classifier_recognises_well_said_phones_and_doubts_badly_said_ones() -> 
     y = test.phones["y_score"].to_numpy(float)
     ok = np.isfinite(y)
     assert np.corrcoef(cols["p_enc_lpp"][ok], y[ok])[0, 1] > 0.5
+    # the ratio to every phone: 0 for the canonical one, the margin for the best rival
+    canon = test.phones["base_phone"].to_numpy()
+    assert all(cols[f"p_enc_lpr_{p}"][k] == 0 for k, p in enumerate(canon))
+    rival = np.max([np.where(canon == p, -np.inf, -cols[f"p_enc_lpr_{p}"]) for p in PHONES], 0)
+    np.testing.assert_allclose(cols["p_enc_lpr"], -rival, rtol=1e-5)
     nan_row = test.phone_vectors.copy()
     nan_row[0] = np.nan
     assert np.isnan(clf.columns(nan_row, test.phones["base_phone"])["p_enc_lpp"][0])

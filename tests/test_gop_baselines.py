@@ -211,3 +211,20 @@ def test_a_run_scores_a_split_it_has_no_features_for(
     for a in out:
         assert a.status == "ok" and a.utterance.total is not None and a.words
         assert all(p.score is not None and p.end > p.start for p in a.phones)
+
+
+def test_phone_rows_see_their_neighbours_and_their_utterance_level(splits) -> None:
+    from pronscore.heads.tables import phone_table
+
+    dev = splits[1]
+    p = dev.phones[dev.phones["id"] == "d0000"].sort_values("phone_index")
+    # shuffled rows: neighbours follow phone_index within the utterance, not the row order
+    shuffled = dev.phones.sample(frac=1.0, random_state=0)
+    t = phone_table(shuffled, dev.words, dev.utterances).loc["d0000"].sort_index()
+    lpp = p["p_lpp"].to_numpy()
+    assert pd.isna(t["prev_p_lpp"].iloc[0]) and pd.isna(t["next_p_lpp"].iloc[-1])
+    assert t["prev_p_lpp"].iloc[1:].tolist() == pytest.approx(lpp[:-1].tolist())
+    assert t["next_p_lpp"].iloc[:-1].tolist() == pytest.approx(lpp[1:].tolist())
+    assert t["rel_p_lpp"].tolist() == pytest.approx((lpp - lpp.mean()).tolist())
+    other = phone_table(dev.phones, dev.words, dev.utterances)
+    assert pd.isna(other.loc["d0001"]["prev_p_lpp"].iloc[0])  # no neighbour from d0000

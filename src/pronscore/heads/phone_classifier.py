@@ -21,7 +21,9 @@ from pronscore.errors import ModelError
 from pronscore.text import PHONE_INDEX, PHONES
 
 WEIGHTS_FILE = "phone_classifier.safetensors"
-COLUMNS = ("p_enc_lpp", "p_enc_lpr", "p_enc_best", "p_enc_entropy")
+SUMMARY = ("p_enc_lpp", "p_enc_lpr", "p_enc_best", "p_enc_entropy")
+COLUMNS = SUMMARY + tuple(f"p_enc_lpr_{p}" for p in PHONES)
+"""The summary columns, then the canonical phone's log posterior ratio to every phone."""
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -110,7 +112,10 @@ def phone_columns(logp: np.ndarray, canonical: np.ndarray) -> dict[str, np.ndarr
         best = (logp.argmax(axis=1) == canonical).astype(np.float64)
         entropy = -(np.exp(logp) * logp).sum(axis=1)
     best[~np.isfinite(lpp)] = np.nan
-    return dict(zip(COLUMNS, (lpp, lpp - rivals.max(axis=1), best, entropy), strict=True))
+    out = dict(zip(SUMMARY, (lpp, lpp - rivals.max(axis=1), best, entropy), strict=True))
+    lpr = lpp[:, None] - logp  # which phones the sound is heard as, not only how well it fits
+    out.update({f"p_enc_lpr_{p}": lpr[:, k] for k, p in enumerate(PHONES)})
+    return out
 
 
 @dataclass(frozen=True)

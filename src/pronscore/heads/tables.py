@@ -27,7 +27,7 @@ def _scalar_cols(df: pd.DataFrame, prefix: str) -> list[str]:
         c
         for c in df.columns
         if c.startswith(prefix)
-        and not c.startswith("p_lpr_")
+        and not c.startswith(("p_lpr_", "p_enc_lpr_"))
         and pd.api.types.is_numeric_dtype(df[c])
     ]
 
@@ -112,9 +112,29 @@ def phone_table(phones: pd.DataFrame, words: pd.DataFrame, utts: pd.DataFrame) -
         keys = pd.MultiIndex.from_frame(phones[["id", "word_index"]])
         out[list(ctx.columns)] = ctx.reindex(keys).to_numpy()
     uctx = _utterance_context(utts).reindex(phones["id"].astype(str))
-    out = pd.concat([out, uctx.set_axis(out.index)], axis=1)
+    out = pd.concat([out, uctx.set_axis(out.index), _neighbours(phones)], axis=1)
     out.index = pd.MultiIndex.from_frame(phones[["id", "phone_index"]])
     return out.astype("float64")
+
+
+NEIGHBOUR_COLS = ("p_lpp", "p_gop_forced", "p_duration", "p_loop_match", "p_phone_id", "p_enc_lpp")
+RELATIVE_COLS = ("p_lpp", "p_gop_forced", "p_duration", "p_enc_lpp")
+
+
+def _neighbours(phones: pd.DataFrame) -> pd.DataFrame:
+    """The previous and next phone's evidence (``prev_*`` / ``next_*``, across word
+    boundaries within the utterance) and the phone's evidence relative to its utterance's mean
+    (``rel_*``): an aligner error or a slurred transition shows up in the neighbours, and a
+    speaker's overall level is what experts judge a sound against."""
+    order = phones.sort_values(["id", "phone_index"])
+    g = order.groupby(order["id"].astype(str), sort=False)
+    parts = {}
+    for c in (c for c in NEIGHBOUR_COLS if c in order):
+        parts[f"prev_{c}"] = g[c].shift(1)
+        parts[f"next_{c}"] = g[c].shift(-1)
+    for c in (c for c in RELATIVE_COLS if c in order):
+        parts[f"rel_{c}"] = order[c] - g[c].transform("mean")
+    return pd.DataFrame(parts, index=order.index).reindex(phones.index)
 
 
 def targets(df: pd.DataFrame, cols: tuple[str, ...] | str) -> np.ndarray:
