@@ -223,7 +223,6 @@ def prepare_dataset(
         log(f"skipped: {err}")
     splits = _assign_splits(manifest.splits, config, limit)
     disable_progress_bars()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with (
         replace_dir(out) as final,
         tempfile.TemporaryDirectory(prefix=f".{out.name}.build.", dir=out.parent) as work,

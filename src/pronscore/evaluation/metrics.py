@@ -70,21 +70,27 @@ def _pcc_from_moments(m: np.ndarray) -> np.ndarray:
         return cov / np.sqrt(var)
 
 
+def _resamples(n_utts: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_utts) counts: how often each utterance is drawn in each bootstrap resample."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_utts, np.full(n_utts, 1.0 / n_utts), size=n_boot)
+
+
+def _percentile_ci(rs: np.ndarray) -> list[float] | None:
+    rs = rs[np.isfinite(rs)]
+    if rs.size == 0:
+        return None
+    lo, hi = np.percentile(rs, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
 def bootstrap_ci(
     p: Pairs, n_utts: int, *, n_boot: int = N_BOOTSTRAP, seed: int = 0
 ) -> list[float] | None:
     """Percentile 95% CI of the PCC, resampling utterances with replacement."""
     if p.ref.size < 3 or n_boot <= 0:
         return None
-    moments = _moments(p, n_utts)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n_utts, np.full(n_utts, 1.0 / n_utts), size=n_boot)
-    rs = _pcc_from_moments(counts @ moments)
-    rs = rs[np.isfinite(rs)]
-    if rs.size == 0:
-        return None
-    lo, hi = np.percentile(rs, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    return _percentile_ci(_pcc_from_moments(_resamples(n_utts, n_boot, seed) @ _moments(p, n_utts)))
 
 
 def summarize(p: Pairs, n_utts: int, *, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict:
@@ -194,8 +200,7 @@ def evaluate_seeds(
     runs = [collect_pairs(r, [h[i] for i in ids]) for h in hyps_by_seed]
     if not runs:
         return {}
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / max(len(ids), 1)), size=n_boot)
+    counts = _resamples(len(ids), n_boot, seed) if n_boot > 0 and ids else None
     out: dict[str, dict] = {}
     for level, aspects in runs[0].items():
         for a in aspects:
@@ -204,13 +209,9 @@ def evaluate_seeds(
             if pairs[0].ref.size < 3 or any(v is None for v in pccs):
                 continue
             ci = None
-            if n_boot > 0:
-                boot = np.mean(
-                    [_pcc_from_moments(counts @ _moments(p, len(ids))) for p in pairs], 0
-                )
-                boot = boot[np.isfinite(boot)]
-                if boot.size:
-                    ci = [float(v) for v in np.percentile(boot, [2.5, 97.5])]
+            if counts is not None:
+                boot = [_pcc_from_moments(counts @ _moments(p, len(ids))) for p in pairs]
+                ci = _percentile_ci(np.mean(boot, axis=0))
             out.setdefault(level, {})[a] = {
                 "pcc": float(np.mean(pccs)),
                 "pcc_sd": float(np.std(pccs)),

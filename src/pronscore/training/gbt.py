@@ -138,6 +138,9 @@ def fit_gbt(
         head.features[level] = names
         categorical = [c for c in ("phone_id", "position_id") if c in names]
         x_tr = x_tr_df.to_numpy("float64")
+        if dev is not None:
+            x_dev_df, lab_dev = dev_tabs[level]
+            x_dev = x_dev_df.reindex(columns=names).to_numpy("float64")
         for target in targets[level]:
             name = f"{level}/{target}"
             y_tr = lab_tr[target].to_numpy(dtype="float64")
@@ -150,22 +153,18 @@ def fit_gbt(
                                      categorical)  # fmt: skip
                 r, size = None, dict(sizes[name])
             else:
-                x_dev_df, lab_dev = dev_tabs[level]
                 y_dev = lab_dev[target].to_numpy(dtype="float64")
                 m_dev = np.isfinite(y_dev)
                 if m_tr.sum() < 10 or m_dev.sum() < 3:
                     log(f"{name}: too few labels, skipped")
                     continue
-                x_dev = x_dev_df.reindex(columns=names).to_numpy("float64")
                 r, booster, size = _fit_one(
                     x_tr[m_tr], y_tr[m_tr], x_dev[m_dev], y_dev[m_dev], config, names, categorical
                 )
                 dev_pcc[name] = r
             head.boosters[name] = booster
             selection[name] = {k: int(v) for k, v in size.items()}
-            shown = (
-                "refit" if r is None and sizes is not None else "n/a" if r is None else f"{r:.3f}"
-            )
+            shown = "refit" if sizes is not None else "n/a" if r is None else f"{r:.3f}"
             log(f"{level:9s} {target[2:]:12s} dev PCC {shown}  ({booster.num_trees()} trees)")
     head.extra["selection"] = selection
     return head, dev_pcc
