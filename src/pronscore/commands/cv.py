@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-leaves", type=_ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
     )
     p.add_argument("--max-rounds", type=int, help="gop-gbt: boosting rounds cap (3000)")
+    p.add_argument(
+        "--frame-vectors",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="gop-gbt: a phone classifier over the frame posteriors pooled per phone "
+        "(the default model's recipe; off: the GOP features alone)",
+    )
     p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
     p.add_argument("--inputs", default="gop", help="hier: its --inputs")
 
@@ -59,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         feature_set=args.feature_set,
         num_leaves=args.num_leaves or None,
         max_rounds=args.max_rounds,
+        frame_vectors=args.frame_vectors,
         epochs=args.epochs,
         inputs=args.inputs,
     )

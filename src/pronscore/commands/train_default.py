@@ -57,6 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "records (resolved when scoring from --encoder / $PRONSCORE_WHISPER, else from the "
         f"Hugging Face cache or hub; default {DEFAULT_WHISPER})",
     )
+    p.add_argument(
+        "--frame-vectors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a phone classifier over the pocketsphinx frame posteriors pooled per phone "
+        "(the shipped models' recipe; `cv gop-gbt --frame-vectors` is its cross-validation)",
+    )
     encoder_option.add_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         encoder_name=args.encoder_name,
         refit=args.refit,
+        frame_vectors=args.frame_vectors,
     )
     from pronscore.evaluation.metrics import format_table
 
@@ -89,6 +97,7 @@ def _train_head(
     negatives: str | None = None,
     encoder_name: str = DEFAULT_WHISPER,
     sizes: dict[str, dict[str, int]] | None = None,
+    frame_vectors: bool = True,
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
     only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
@@ -108,7 +117,7 @@ def _train_head(
         train = with_negatives(train, negatives, features_dir)
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
-    config = GbtConfig(feature_set="all", seed=seed)
+    config = GbtConfig(feature_set="all", seed=seed, frame_vectors=frame_vectors)
     head, dev_pcc = fit_gbt(train, dev, config, encoder=spec, sizes=sizes)
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
@@ -135,11 +144,12 @@ def train_default(
     progress: bool = True,
     encoder_name: str = DEFAULT_WHISPER,
     refit: bool = False,
+    frame_vectors: bool = True,
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON.
 
     ``refit``: train on train + dev with the sizes of the ``cv_dir`` run (which must be a
-    gop-gbt cross-validation that recorded them)."""
+    gop-gbt cross-validation of the same recipe that recorded them)."""
     from pronscore.dataset import load_split, split_references
     from pronscore.evaluation.cv_report import read_cv
     from pronscore.evaluation.metrics import evaluate_assessments
@@ -160,10 +170,10 @@ def train_default(
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
     cv = read_cv(cv_dir) if cv_dir else None
-    sizes = _refit_sizes(cv, cv_dir) if refit else None
+    sizes = _refit_sizes(cv, cv_dir, frame_vectors) if refit else None
 
     with replace_dir(out) as model:
-        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes)
+        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, frame_vectors)
         atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -180,6 +190,7 @@ def train_default(
             cv,
             extra["encoder"],
             refit=refit,
+            frame_vectors=frame_vectors,
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -192,7 +203,9 @@ def _row(m: dict[str, Any]) -> str:
     return f"{m['pcc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mse']:.3f} | {m['n']}"
 
 
-def _refit_sizes(cv: dict[str, Any] | None, cv_dir: Any) -> dict[str, dict[str, int]]:
+def _refit_sizes(
+    cv: dict[str, Any] | None, cv_dir: Any, frame_vectors: bool
+) -> dict[str, dict[str, int]]:
     from pronscore.errors import CorpusError
     from pronscore.training.gbt import sizes_from_cv
 
@@ -201,6 +214,15 @@ def _refit_sizes(cv: dict[str, Any] | None, cv_dir: Any) -> dict[str, dict[str, 
     if cv.get("kind") != HEAD_KIND:
         raise CorpusError(
             f"--refit needs a {HEAD_KIND} cross-validation", path=cv_dir, field="kind"
+        )
+    cv_frames = bool((cv.get("options") or {}).get("frame_vectors", False))
+    if cv_frames != frame_vectors:
+        flag = "--frame-vectors" if cv_frames else "--no-frame-vectors"
+        raise CorpusError(
+            f"this cross-validation was made with{'' if cv_frames else 'out'} frame vectors: "
+            f"refit with {flag}, or cross-validate the same recipe",
+            path=cv_dir,
+            field="options.frame_vectors",
         )
     sizes = sizes_from_cv(cv.get("folds", []))
     if not sizes:
@@ -258,6 +280,7 @@ def model_card(
     encoder: Any = None,
     *,
     refit: bool = False,
+    frame_vectors: bool = False,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -295,11 +318,23 @@ def model_card(
         if encoder is not None
         else ""
     )
+    frame_model = (
+        """- Phone classifier over the acoustic model's frames: each phone's log phone posteriors,
+  averaged over its span, its halves and the 50 ms around it, go through a small classifier
+  trained here on the phones experts scored 2 (`phone_classifier.safetensors`), which learns
+  what these learners' phones look like to the GMM: its GOP (`p_enc_*`) joins the phone
+  features, its most likely phone is `heard`, and it checks that the speech says the text.
+"""
+        if frame_vectors and encoder is None
+        else "- The phone classifier also reads the pocketsphinx frame posteriors per phone.\n"
+        if frame_vectors
+        else ""
+    )
     wrong_text = (
         "Another sentence read in place of the text is mostly caught by the encoder check\n"
         '  (`status: "mismatch"`, scores kept, every far-off word flagged); a very weak reading\n'
         "  of the right text can be flagged the same way (rates: benchmarks/README.md)."
-        if encoder is not None
+        if encoder is not None or frame_vectors
         else "Another sentence read in place of the\n  text is mostly *not* caught: this "
         "acoustic model tells a wrong word from a right one poorly."
     )
@@ -333,6 +368,12 @@ def model_card(
         if encoder is not None
         else ("data/feats", "")
     )
+    heard = (
+        "the phone classifier's most likely phone"
+        if frame_vectors or encoder is not None
+        else "the phone\n  the free loop chose for most of its frames"
+    )
+    fv_flag, no_fv = (" --frame-vectors", "") if frame_vectors else ("", " --no-frame-vectors")
     return f"""# pronscore {name} scorer
 
 Scores English read speech against its text offline: utterance accuracy, completeness,
@@ -350,10 +391,10 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
   silence (35 dB below the speech level) is cut; reported times stay those of the recording.
 - Features: goodness of pronunciation per phone (forced score, free phone loop, LPP/LPR
   posteriors), durations, and word/utterance prosody (pauses, rate, F0 and energy statistics).
-  Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, the phone
-  the free loop chose for most of its frames, when that is another phone.
-{enc_model}- Head: LightGBM gradient-boosted trees on all features (kind `{HEAD_KIND}`, text
-  model files + JSON config, no pickles).
+  Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, {heard},
+  when that is another phone.
+{enc_model}{frame_model}- Head: LightGBM gradient-boosted trees on all features (kind
+  `{HEAD_KIND}`, text model files + JSON config, no pickles).
 - Pronunciations: the Speechocean762 lexicon (`lexicon.txt`, CC BY 4.0), then CMUdict, then
   a rule-based letter-to-sound fallback (flagged in the result's `reason`).
 
@@ -398,9 +439,9 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
 
     pronscore prepare ../shared/data/speechocean762 --out data/so762
     {feats_cmd}
-    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}
+    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}{fv_flag}
     pronscore train default --data data/so762 --features {fdir} --out runs/{name} --jobs 2 \\
-        --cv runs/cv-{name}{" --refit" if refit else ""}{enc_flag}
+        --cv runs/cv-{name}{" --refit" if refit else ""}{no_fv}{enc_flag}
 
 Made {date.today().isoformat()}.
 """

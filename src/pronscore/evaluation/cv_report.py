@@ -101,6 +101,8 @@ def cv_command(cv: dict[str, Any]) -> str:
         parts += ["--seeds", ",".join(map(str, o["seeds"]))]
     if o.get("feature_set", "all") != "all":
         parts += ["--feature-set", str(o["feature_set"])]
+    if o.get("frame_vectors"):
+        parts.append("--frame-vectors")
     if o.get("num_leaves"):
         parts += ["--num-leaves", ",".join(map(str, o["num_leaves"]))]
     for key in ("max_rounds", "epochs"):

@@ -344,6 +344,7 @@ def extract_utterance(
             "nonspeech_scores": logpost[:, N_SPEECH:].copy(),
             # frame 0 is this many seconds into the recording (trim_db), where phone times count
             "offset": np.array([offset], np.float64),
+            "frame_rate": np.array([rate], np.float64),
         }
     else:
         p_feats = None

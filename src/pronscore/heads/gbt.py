@@ -63,6 +63,9 @@ class GbtConfig:
     early_stopping: int = 150
     seed: int = 1
     threads: int = 2
+    # the acoustic model's frame posteriors pooled per phone (features/frame_vectors.py) feed
+    # the phone classifier, beside any encoder vectors
+    frame_vectors: bool = False
 
 
 @dataclass
@@ -108,18 +111,32 @@ class GbtHead:
         )
         return assemble(utts, words, phones, u_pred, w_pred, p_pred, flagged)
 
-    def phone_rows(self, split: SplitFeatures) -> pd.DataFrame:
-        """The split's phone rows, with the classifier's ``p_enc_*`` columns when the head has
-        one (its GOP over encoder vectors) and its ``heard`` phone in place of the free loop's."""
-        if self.classifier is None:
-            return split.phones
-        if split.phone_vectors is None:
+    def phone_vectors(self, split: SplitFeatures) -> np.ndarray | None:
+        """What the phone classifier reads for each phone row: the split's encoder vectors,
+        then (``frame_vectors``) the frame posteriors pooled per phone."""
+        if self.encoder is not None and split.phone_vectors is None:
             raise ModelError(
                 "this model reads encoder vectors: extract features with `pronscore features "
                 "--encoder` (a Scorer computes them itself)"
             )
-        cols = self.classifier.columns(split.phone_vectors, split.phones["base_phone"])
-        return split.phones.assign(**cols, heard=self.classifier.heard(split.phone_vectors))
+        parts = [] if split.phone_vectors is None else [split.phone_vectors]
+        if self.config.frame_vectors:
+            from pronscore.features.frame_vectors import split_frame_vectors
+
+            parts.append(split_frame_vectors(split))
+        return np.concatenate(parts, axis=1) if parts else None
+
+    def phone_rows(self, split: SplitFeatures) -> pd.DataFrame:
+        """The split's phone rows, with the classifier's ``p_enc_*`` columns when the head has
+        one (its GOP over encoder / frame vectors) and its ``heard`` phone in place of the free
+        loop's."""
+        if self.classifier is None:
+            return split.phones
+        vectors = self.phone_vectors(split)
+        if vectors is None:
+            raise ModelError("this model's phone classifier has no vectors to read")
+        cols = self.classifier.columns(vectors, split.phones["base_phone"])
+        return split.phones.assign(**cols, heard=self.classifier.heard(vectors))
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -136,10 +153,11 @@ class GbtHead:
             **self.extra,
         }
         if self.classifier is not None:
-            if self.encoder is None:
-                raise ModelError("a head with a phone classifier needs its encoder spec to save")
+            if self.encoder is None and not self.config.frame_vectors:
+                raise ModelError("a head with a phone classifier needs what it reads to save")
             self.classifier.save(out)
-            config["encoder"] = self.encoder.to_dict()
+            if self.encoder is not None:
+                config["encoder"] = self.encoder.to_dict()
         if self.checks is not None:
             config["encoder_checks"] = self.checks.to_dict()
         (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -169,6 +187,7 @@ class GbtHead:
         try:
             if config.get("encoder"):
                 encoder = EncoderSpec.from_dict(config["encoder"])
+            if encoder is not None or gbt_config.frame_vectors:
                 classifier = PhoneClassifier.load(d)
             if config.get("encoder_checks"):
                 checks = EncoderChecks(**config["encoder_checks"])

@@ -47,6 +47,7 @@ class CvOptions:
     feature_set: str = "all"  # gop-gbt
     num_leaves: tuple[int, ...] | None = None  # gop-gbt selection grid (None: GbtConfig's)
     max_rounds: int | None = None  # gop-gbt boosting rounds cap (None: GbtConfig's)
+    frame_vectors: bool = False  # gop-gbt: phone classifier over pooled frame posteriors
     epochs: int | None = None  # gop-blstm / hier (None: the kind's default)
     inputs: str = "gop"  # hier
 
@@ -156,7 +157,11 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
 
         def gbt(train, val, test, seed):
             config = GbtConfig(
-                feature_set=opts.feature_set, seed=seed, threads=opts.threads, **grid
+                feature_set=opts.feature_set,
+                seed=seed,
+                threads=opts.threads,
+                frame_vectors=opts.frame_vectors,
+                **grid,
             )
             head = fit_gbt(train, val, config, log=log)[0]
             return FoldFit(head.predict_features(test), head.extra["selection"])

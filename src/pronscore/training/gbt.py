@@ -126,7 +126,7 @@ def fit_gbt(
     if dev is None and sizes is None:
         raise ValueError("fit_gbt needs a dev split to select on, or the sizes to fit")
     head = GbtHead(config, encoder=encoder)
-    if train.phone_vectors is not None:
+    if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
     dev_pcc: dict[str, float | None] = {}
     selection: dict[str, dict[str, int]] = {}
@@ -176,7 +176,8 @@ def _with_classifier(
     """Fit ``head.classifier``; training rows get cross-fitted columns, dev rows the final
     classifier's (as any scored recording will)."""
     opts = ClassifierOptions(seed=head.config.seed, threads=head.config.threads)
-    log(f"phone classifier on encoder vectors ({opts.inner_folds} speaker groups cross-fitted)")
+    log(f"phone classifier on per-phone vectors ({opts.inner_folds} speaker groups cross-fitted)")
+    train = replace(train, phone_vectors=head.phone_vectors(train))
     cols = cross_fitted_columns(train, opts)
     head.classifier = fit_on(train, opts)
     train = replace(train, phones=train.phones.assign(**cols))
