@@ -13,7 +13,8 @@ Every number goes through ``Scorer.score`` (the path users run). Parts:
   the right text gets the higher utterance accuracy (goal >= 99%), share where the wrong text gets
   ``status != "ok"`` or total <= 3 (goal >= 95%).
 * ``half``: audio cut after the middle word (from the clean scoring's times) against the full
-  text: share with completeness in [3, 7] (goal >= 90%) and share ``failed``.
+  text: share with completeness in [3, 7] (goal >= 90%), shares ``failed`` (goal 0) and
+  ``mismatch``.
 * ``substitute``: one word of the text replaced by another word of the split's vocabulary: share
   where that word is flagged mispronounced (goal >= 90%); share of words with human accuracy
   >= 8 flagged in the unmodified text (goal <= 5%).
@@ -120,7 +121,7 @@ def part_wrong(scorer, rows, clean) -> dict:
 
 
 def part_half(scorer, rows, clean) -> dict:
-    comp, failed = [], []
+    comp, status = [], []
     for r, a in zip(rows, clean, strict=True):
         if a.status != "ok" or len(a.words) < 2:
             continue
@@ -129,13 +130,14 @@ def part_half(scorer, rows, clean) -> dict:
         if end is None:
             continue
         h = scorer.score(r["audio"][: int(end * SR)], r["text"])
-        failed.append(h.status != "ok")
+        status.append(h.status)
         comp.append(h.utterance.completeness)
     comp_a = np.asarray(comp, float)
     return {
         "n": len(comp),
         "completeness_3_to_7": float(np.mean((comp_a >= 3) & (comp_a <= 7))),
-        "failed": float(np.mean(failed)),
+        "failed": float(np.mean([s == "failed" for s in status])),
+        "mismatch": float(np.mean([s == "mismatch" for s in status])),
         "completeness_mean": float(comp_a.mean()),
     }
 

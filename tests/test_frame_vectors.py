@@ -13,7 +13,7 @@ import pytest
 
 from pronscore.features.frame_vectors import pool_posteriors, split_frame_vectors, vector_dim
 from pronscore.heads.gbt import GbtConfig, GbtHead
-from pronscore.heads.phone_classifier import PhoneClassifier
+from pronscore.heads.phone_classifier import PhoneClassifier, PhoneScorer
 from pronscore.text import PHONE_INDEX, PHONES
 from synthetic_features import make_split
 
@@ -61,19 +61,26 @@ def test_gbt_with_frame_vectors_trains_saves_loads_and_hears(tmp_path: Path) -> 
     dev = with_frames(make_split(40, 5, prefix="d"), tmp_path / "dev", 5)
     assert split_frame_vectors(dev).shape == (len(dev.phones), vector_dim(len(PHONES)))
     config = GbtConfig(num_leaves=(7,), max_rounds=60, early_stopping=20, threads=1,
-                       frame_vectors=True)  # fmt: skip
+                       frame_vectors=True, phone_scorer=True)  # fmt: skip
     head, _ = fit_gbt(train, dev, config, log=lambda *_: None)
     assert isinstance(head.classifier, PhoneClassifier) and head.encoder is None
-    assert "p_enc_lpp" in head.features["phone"] and head.checks is not None
+    assert isinstance(head.scorer, PhoneScorer) and head.checks is not None
+    assert {"p_enc_lpp", "p_enc_score"} <= set(head.features["phone"])
     # the canonical log posterior follows how well the phone was said (8 small-batch epochs
     # on ~70 phones scored 2 train it only a little)
     rows = head.phone_rows(dev)
     good, bad = rows["y_score"] >= 1.6, rows["y_score"] <= 0.4
     assert rows.loc[good, "p_enc_lpp"].mean() > rows.loc[bad, "p_enc_lpp"].mean() + 0.3
+    # the scorer, trained on every labelled phone, tracks the score itself
+    labelled = rows["y_score"].notna()
+    r = np.corrcoef(rows.loc[labelled, "p_enc_score"], rows.loc[labelled, "y_score"])[0, 1]
+    assert r > 0.8
     head.save_pretrained(tmp_path / "run")
     config_json = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "encoder" not in config_json and config_json["gbt"]["frame_vectors"] is True
+    assert (tmp_path / "run" / "phone_scorer.safetensors").is_file()
     loaded = GbtHead.from_pretrained(tmp_path / "run")
+    assert loaded.scorer is not None
     a, b = head.predict_features(dev), loaded.predict_features(dev)
     uid = str(dev.utterances["id"][0])
     assert a[uid].to_dict() == b[uid].to_dict()
@@ -93,16 +100,18 @@ def test_a_head_without_frame_vectors_keeps_the_gop_features_alone(tmp_path: Pat
 
 
 def test_refit_refuses_a_cross_validation_of_another_recipe() -> None:
-    from pronscore.commands.train_default import _refit_sizes
+    from pronscore.commands.train_default import Recipe, _refit_sizes
     from pronscore.errors import CorpusError
 
     fold = {"selection": {"phone/y_score": {"num_leaves": 7, "rounds": 50}}}
-    cv = {"kind": "gop-gbt", "options": {"frame_vectors": False}, "folds": [fold]}
-    with pytest.raises(CorpusError, match="--no-frame-vectors"):
-        _refit_sizes(cv, "runs/cv-x", frame_vectors=True)
-    assert _refit_sizes(cv, "runs/cv-x", frame_vectors=False) == {
+    cv = {"kind": "gop-gbt", "options": {"frame_vectors": True}, "folds": [fold]}
+    with pytest.raises(CorpusError, match="refit with --no-phone-scorer"):
+        _refit_sizes(cv, "runs/cv-x", Recipe())
+    assert _refit_sizes(cv, "runs/cv-x", Recipe(phone_scorer=False)) == {
         "phone/y_score": {"num_leaves": 7, "rounds": 50}
     }
+    assert Recipe().cv_flags() == " --frame-vectors --phone-scorer"
+    assert Recipe(False, False).train_flags() == " --no-frame-vectors --no-phone-scorer"
 
 
 def test_frames_without_time_pool_to_nan_rows_in_a_split(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ def _opt_float(value: Any) -> Score:
 class PhoneAssessment:
     """One canonical phone (ARPAbet with stress digit), its 0-2 score and optional timing (s).
 
-    ``heard``: the phone most heard over this phone's span (free phone loop, base ARPAbet) when it
-    is another phone than the canonical one; ``None`` when it is the same or unknown.
+    ``heard``: the phone most heard over this phone's span (base ARPAbet: the model's phone
+    classifier, or the free phone loop for a model without one) when it is another phone than
+    the canonical one; ``None`` when it is the same or unknown.
     """
 
     phone: str

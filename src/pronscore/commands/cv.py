@@ -46,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="gop-gbt: a phone classifier over the frame posteriors pooled per phone "
         "(the default model's recipe; off: the GOP features alone)",
     )
+    p.add_argument(
+        "--phone-scorer",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="gop-gbt, with per-phone vectors: a network from each phone's vector and "
+        "canonical phone to its score feeds the trees (the default model's recipe)",
+    )
     p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
     p.add_argument("--inputs", default="gop", help="hier: its --inputs")
 
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         num_leaves=args.num_leaves or None,
         max_rounds=args.max_rounds,
         frame_vectors=args.frame_vectors,
+        phone_scorer=args.phone_scorer,
         epochs=args.epochs,
         inputs=args.inputs,
     )

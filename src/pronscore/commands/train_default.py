@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,21 @@ from pronscore.features.deep import DEFAULT_WHISPER
 
 HEAD_KIND = "gop-gbt"
 """The head of the default model (fast, robust to odd inputs, a few MB of text trees)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the GBT reads beyond the feature tables; ``pronscore cv gop-gbt`` has the same
+    options (off there by default), and a refit must use the recipe its CV measured."""
+
+    frame_vectors: bool = True  # phone classifier over the frame posteriors pooled per phone
+    phone_scorer: bool = True  # a network from each phone's vector to its score
+
+    def cv_flags(self) -> str:
+        return "".join(f" --{k.replace('_', '-')}" for k, v in asdict(self).items() if v)
+
+    def train_flags(self) -> str:
+        return "".join(f" --no-{k.replace('_', '-')}" for k, v in asdict(self).items() if not v)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,7 +77,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="a phone classifier over the pocketsphinx frame posteriors pooled per phone "
-        "(the shipped models' recipe; `cv gop-gbt --frame-vectors` is its cross-validation)",
+        "(the shipped default's recipe; `cv gop-gbt --frame-vectors` cross-validates it)",
+    )
+    p.add_argument(
+        "--phone-scorer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with per-phone vectors: a network from each phone's vector and canonical phone "
+        "to its score feeds the trees (the shipped default's recipe; `cv --phone-scorer`)",
     )
     encoder_option.add_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -81,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         encoder_name=args.encoder_name,
         refit=args.refit,
-        frame_vectors=args.frame_vectors,
+        recipe=Recipe(args.frame_vectors, args.phone_scorer),
     )
     from pronscore.evaluation.metrics import format_table
 
@@ -97,7 +119,7 @@ def _train_head(
     negatives: str | None = None,
     encoder_name: str = DEFAULT_WHISPER,
     sizes: dict[str, dict[str, int]] | None = None,
-    frame_vectors: bool = True,
+    recipe: Recipe = Recipe(),
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
     only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
@@ -117,7 +139,7 @@ def _train_head(
         train = with_negatives(train, negatives, features_dir)
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
-    config = GbtConfig(feature_set="all", seed=seed, frame_vectors=frame_vectors)
+    config = GbtConfig(feature_set="all", seed=seed, **asdict(recipe))
     head, dev_pcc = fit_gbt(train, dev, config, encoder=spec, sizes=sizes)
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
@@ -144,7 +166,7 @@ def train_default(
     progress: bool = True,
     encoder_name: str = DEFAULT_WHISPER,
     refit: bool = False,
-    frame_vectors: bool = True,
+    recipe: Recipe = Recipe(),
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON.
 
@@ -170,10 +192,10 @@ def train_default(
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
     cv = read_cv(cv_dir) if cv_dir else None
-    sizes = _refit_sizes(cv, cv_dir, frame_vectors) if refit else None
+    sizes = _refit_sizes(cv, cv_dir, recipe) if refit else None
 
     with replace_dir(out) as model:
-        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, frame_vectors)
+        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, recipe)
         atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -190,7 +212,7 @@ def train_default(
             cv,
             extra["encoder"],
             refit=refit,
-            frame_vectors=frame_vectors,
+            recipe=recipe,
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -204,7 +226,7 @@ def _row(m: dict[str, Any]) -> str:
 
 
 def _refit_sizes(
-    cv: dict[str, Any] | None, cv_dir: Any, frame_vectors: bool
+    cv: dict[str, Any] | None, cv_dir: Any, recipe: Recipe
 ) -> dict[str, dict[str, int]]:
     from pronscore.errors import CorpusError
     from pronscore.training.gbt import sizes_from_cv
@@ -215,14 +237,14 @@ def _refit_sizes(
         raise CorpusError(
             f"--refit needs a {HEAD_KIND} cross-validation", path=cv_dir, field="kind"
         )
-    cv_frames = bool((cv.get("options") or {}).get("frame_vectors", False))
-    if cv_frames != frame_vectors:
-        flag = "--frame-vectors" if cv_frames else "--no-frame-vectors"
+    options = cv.get("options") or {}
+    measured = Recipe(**{k: bool(options.get(k, False)) for k in asdict(recipe)})
+    if measured != recipe:
         raise CorpusError(
-            f"this cross-validation was made with{'' if cv_frames else 'out'} frame vectors: "
-            f"refit with {flag}, or cross-validate the same recipe",
+            f"this cross-validation measured another recipe: refit with{measured.train_flags()}"
+            " (and no other such flag), or cross-validate this one",
             path=cv_dir,
-            field="options.frame_vectors",
+            field="options",
         )
     sizes = sizes_from_cv(cv.get("folds", []))
     if not sizes:
@@ -280,7 +302,7 @@ def model_card(
     encoder: Any = None,
     *,
     refit: bool = False,
-    frame_vectors: bool = False,
+    recipe: Recipe = Recipe(False, False),
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -318,6 +340,7 @@ def model_card(
         if encoder is not None
         else ""
     )
+    frame_vectors = recipe.frame_vectors
     frame_model = (
         """- Phone classifier over the acoustic model's frames: each phone's log phone posteriors,
   averaged over its span, its halves and the 50 ms around it, go through a small classifier
@@ -325,6 +348,13 @@ def model_card(
   what these learners' phones look like to the GMM: its GOP (`p_enc_*`) joins the phone
   features, its most likely phone is `heard`, and it checks that the speech says the text.
 """
+        + (
+            "- A second small network (`phone_scorer.safetensors`) maps the same vector and the\n"
+            "  canonical phone to the phone's score, trained on every labelled phone\n"
+            "  (`p_enc_score`, a phone feature).\n"
+            if recipe.phone_scorer
+            else ""
+        )
         if frame_vectors and encoder is None
         else "- The phone classifier also reads the pocketsphinx frame posteriors per phone.\n"
         if frame_vectors
@@ -373,7 +403,7 @@ def model_card(
         if frame_vectors or encoder is not None
         else "the phone\n  the free loop chose for most of its frames"
     )
-    fv_flag, no_fv = (" --frame-vectors", "") if frame_vectors else ("", " --no-frame-vectors")
+    fv_flag, no_fv = recipe.cv_flags(), recipe.train_flags()
     return f"""# pronscore {name} scorer
 
 Scores English read speech against its text offline: utterance accuracy, completeness,

@@ -101,8 +101,7 @@ def cv_command(cv: dict[str, Any]) -> str:
         parts += ["--seeds", ",".join(map(str, o["seeds"]))]
     if o.get("feature_set", "all") != "all":
         parts += ["--feature-set", str(o["feature_set"])]
-    if o.get("frame_vectors"):
-        parts.append("--frame-vectors")
+    parts += [f"--{k.replace('_', '-')}" for k in ("frame_vectors", "phone_scorer") if o.get(k)]
     if o.get("num_leaves"):
         parts += ["--num-leaves", ",".join(map(str, o["num_leaves"]))]
     for key in ("max_rounds", "epochs"):

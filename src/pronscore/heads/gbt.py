@@ -25,7 +25,12 @@ from pronscore.constants import (
 from pronscore.errors import ModelError
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.phone_classifier import EncoderChecks, PhoneClassifier
+from pronscore.heads.phone_classifier import (
+    SCORE_COLUMN,
+    EncoderChecks,
+    PhoneClassifier,
+    PhoneScorer,
+)
 from pronscore.heads.tables import phone_table, utterance_table, word_table
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
@@ -66,6 +71,9 @@ class GbtConfig:
     # the acoustic model's frame posteriors pooled per phone (features/frame_vectors.py) feed
     # the phone classifier, beside any encoder vectors
     frame_vectors: bool = False
+    # a network from each phone's vector (and canonical phone) to its score feeds the trees
+    # (``p_enc_score``), beside the phone classifier's columns
+    phone_scorer: bool = False
 
 
 @dataclass
@@ -81,6 +89,7 @@ class GbtHead:
     encoder: EncoderSpec | None = None
     classifier: PhoneClassifier | None = None
     checks: EncoderChecks | None = None  # mismatch / mispronounced thresholds on its columns
+    scorer: PhoneScorer | None = None  # GbtConfig.phone_scorer
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -136,6 +145,8 @@ class GbtHead:
         if vectors is None:
             raise ModelError("this model's phone classifier has no vectors to read")
         cols = self.classifier.columns(vectors, split.phones["base_phone"])
+        if self.scorer is not None:
+            cols[SCORE_COLUMN] = self.scorer.scores(vectors, split.phones["base_phone"])
         return split.phones.assign(**cols, heard=self.classifier.heard(vectors))
 
     # --- persistence --------------------------------------------------------------------------
@@ -156,6 +167,8 @@ class GbtHead:
             if self.encoder is None and not self.config.frame_vectors:
                 raise ModelError("a head with a phone classifier needs what it reads to save")
             self.classifier.save(out)
+            if self.scorer is not None:
+                self.scorer.save(out)
             if self.encoder is not None:
                 config["encoder"] = self.encoder.to_dict()
         if self.checks is not None:
@@ -183,17 +196,19 @@ class GbtHead:
             boosters[name] = lgb.Booster(model_file=str(path))
         own = ("kind", "gbt", "features", "models", "encoder", "encoder_checks")
         extra = {k: v for k, v in config.items() if k not in own}
-        encoder = classifier = checks = None
+        encoder = classifier = checks = scorer = None
         try:
             if config.get("encoder"):
                 encoder = EncoderSpec.from_dict(config["encoder"])
             if encoder is not None or gbt_config.frame_vectors:
                 classifier = PhoneClassifier.load(d)
+            if classifier is not None and gbt_config.phone_scorer:
+                scorer = PhoneScorer.load(d)
             if config.get("encoder_checks"):
                 checks = EncoderChecks(**config["encoder_checks"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed encoder ({exc!r})", path=d / "config.json") from exc
-        return cls(gbt_config, boosters, features, extra, d, encoder, classifier, checks)
+        return cls(gbt_config, boosters, features, extra, d, encoder, classifier, checks, scorer)
 
 
 def _clip(x: float | None, hi: float) -> float | None:

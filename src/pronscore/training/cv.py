@@ -48,6 +48,7 @@ class CvOptions:
     num_leaves: tuple[int, ...] | None = None  # gop-gbt selection grid (None: GbtConfig's)
     max_rounds: int | None = None  # gop-gbt boosting rounds cap (None: GbtConfig's)
     frame_vectors: bool = False  # gop-gbt: phone classifier over pooled frame posteriors
+    phone_scorer: bool = False  # gop-gbt: a network from each phone's vector to its score
     epochs: int | None = None  # gop-blstm / hier (None: the kind's default)
     inputs: str = "gop"  # hier
 
@@ -161,6 +162,7 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
                 seed=seed,
                 threads=opts.threads,
                 frame_vectors=opts.frame_vectors,
+                phone_scorer=opts.phone_scorer,
                 **grid,
             )
             head = fit_gbt(train, val, config, log=log)[0]

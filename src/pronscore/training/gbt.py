@@ -28,6 +28,7 @@ from pronscore.training.phone_classifier import (
     ClassifierOptions,
     cross_fitted_columns,
     fit_on,
+    fit_scorer_on,
 )
 
 
@@ -178,8 +179,10 @@ def _with_classifier(
     opts = ClassifierOptions(seed=head.config.seed, threads=head.config.threads)
     log(f"phone classifier on per-phone vectors ({opts.inner_folds} speaker groups cross-fitted)")
     train = replace(train, phone_vectors=head.phone_vectors(train))
-    cols = cross_fitted_columns(train, opts)
+    cols = cross_fitted_columns(train, opts, scorer=head.config.phone_scorer)
     head.classifier = fit_on(train, opts)
+    if head.config.phone_scorer:
+        head.scorer = fit_scorer_on(train, opts)
     train = replace(train, phones=train.phones.assign(**cols))
     head.checks = encoder_checks(train)
     log(f"encoder checks: {head.checks}")
