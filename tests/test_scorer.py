@@ -100,12 +100,6 @@ def test_mismatched_sentence_scores_lower(
 
 
 @pytest.mark.realdata
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (issue 11): another sentence read in place of the text is caught (status "
-    "'mismatch', since the phone classifier over the frame posteriors) but not every word is "
-    "flagged: on 'we call it bear' audio PLEASE and THE are aligned to its sounds and pass",
-)
 def test_a_sentence_not_said_is_a_mismatch(scorer: Scorer, bear: np.ndarray) -> None:
     a = scorer.score(bear, "Please open the window before lunch")
     assert a.status == "mismatch" and a.reason

@@ -105,8 +105,13 @@ class GbtHead:
         utts, words, phones = split.utterances, split.words, self.phone_rows(split)
         flagged: set[tuple[str, int]] = set()
         if self.checks is not None:
-            utts = _mark_mismatched(utts, self.checks.mismatched(phones), self.checks.reason)
-            flagged = self.checks.flagged_words(phones)
+            mismatched = self.checks.mismatched(phones)
+            utts = _mark_mismatched(utts, mismatched, self.checks.reason)
+            # the text was not what was said: none of its words was said right
+            keys = zip(words["id"].astype(str), words["word_index"], strict=True)
+            flagged = self.checks.flagged_words(phones) | {
+                (u, int(i)) for u, i in keys if u in mismatched
+            }
         u_tab = utterance_table(utts, words, phones, self.config.feature_set)
         u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         w_pred = {}
