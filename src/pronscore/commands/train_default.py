@@ -348,18 +348,17 @@ def model_card(
   what these learners' phones look like to the GMM: its GOP (`p_enc_*`) joins the phone
   features, its most likely phone is `heard`, and it checks that the speech says the text.
 """
-        + (
-            "- A second small network (`phone_scorer.safetensors`) maps the same vector and the\n"
-            "  canonical phone to the phone's score, trained on every labelled phone\n"
-            "  (`p_enc_score`, a phone feature).\n"
-            if recipe.phone_scorer
-            else ""
-        )
         if frame_vectors and encoder is None
         else "- The phone classifier also reads the pocketsphinx frame posteriors per phone.\n"
         if frame_vectors
         else ""
     )
+    if recipe.phone_scorer and (frame_vectors or encoder is not None):
+        frame_model += (
+            "- A second small network (`phone_scorer.safetensors`) maps the same per-phone vector\n"
+            "  and the canonical phone to the phone's score, trained on every labelled phone\n"
+            "  (`p_enc_score`, a phone feature).\n"
+        )
     wrong_text = (
         "Another sentence read in place of the text is mostly caught by the encoder check\n"
         '  (`status: "mismatch"`, scores kept, every far-off word flagged); a very weak reading\n'
