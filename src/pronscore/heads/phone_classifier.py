@@ -1,4 +1,9 @@
-"""A phone classifier over per-phone encoder vectors, and the GOP-like columns it gives.
+"""A phone classifier over per-phone vectors, the GOP-like columns it gives, and a phone
+scorer over the same vectors.
+
+The vectors are a speech encoder's hidden states averaged over each aligned phone
+(``features/encoder.py``) and/or the acoustic model's frame posteriors pooled around it
+(``features/frame_vectors.py``).
 
 Trained on the phones experts scored fully correct (``training/phone_classifier.py``), it says
 how much a phone's encoder vector looks like the canonical phone and how much like its best
@@ -6,8 +11,11 @@ rival: the encoder's analogue of pocketsphinx's LPP / LPR (Witt & Young's GOP ov
 segment classifier). Its columns join the phone table (``p_enc_*``), so the GBT head's phone,
 word and utterance tables use them like any other phone feature.
 
-Inference is numpy (a 2-layer MLP with tanh-GELU): no torch import for scoring. Weights are
-a safetensors file, never a pickle.
+The :class:`PhoneScorer` maps a vector and its canonical phone straight to the phone's score
+(trained on every labelled phone; column ``p_enc_score``).
+
+Inference is numpy (2-layer MLPs with tanh-GELU): no torch import for scoring. Weights are
+safetensors files, never a pickle.
 """
 
 from __future__ import annotations
