@@ -152,7 +152,10 @@ class GbtHead:
         cols = self.classifier.columns(vectors, split.phones["base_phone"])
         if self.scorer is not None:
             cols[SCORE_COLUMN] = self.scorer.scores(vectors, split.phones["base_phone"])
-        return split.phones.assign(**cols, heard=self.classifier.heard(vectors))
+        cols["heard"] = self.classifier.heard(vectors)
+        # one concat, not ~45 column assignments (~5 ms of every scoring)
+        phones = split.phones.drop(columns=[c for c in cols if c in split.phones])
+        return pd.concat([phones, pd.DataFrame(cols, index=phones.index)], axis=1)
 
     # --- persistence --------------------------------------------------------------------------
 
