@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
@@ -171,6 +172,9 @@ def fit_gbt(
     return head, dev_pcc
 
 
+MIN_TIMED_PHONES = 10  # fewer: the alignments failed, nothing to learn phones from
+
+
 def _with_classifier(
     head: GbtHead, train: SplitFeatures, dev: SplitFeatures | None, log
 ) -> tuple[SplitFeatures, SplitFeatures | None]:
@@ -179,6 +183,14 @@ def _with_classifier(
     opts = ClassifierOptions(seed=head.config.seed, threads=head.config.threads)
     log(f"phone classifier on per-phone vectors ({opts.inner_folds} speaker groups cross-fitted)")
     train = replace(train, phone_vectors=head.phone_vectors(train))
+    timed = int(np.isfinite(train.phone_vectors).all(axis=1).sum())
+    if timed < MIN_TIMED_PHONES:
+        raise CorpusError(
+            f"only {timed} training phones were aligned (have per-phone vectors): too few to "
+            "train the phone classifier on (train without --frame-vectors, or with more audio "
+            "that aligns)",
+            field="phone_vectors",
+        )
     cols = cross_fitted_columns(train, opts, scorer=head.config.phone_scorer)
     head.classifier = fit_on(train, opts)
     if head.config.phone_scorer:
