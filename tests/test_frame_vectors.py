@@ -100,8 +100,9 @@ def test_a_head_without_frame_vectors_keeps_the_gop_features_alone(tmp_path: Pat
 
 
 def test_refit_refuses_a_cross_validation_of_another_recipe() -> None:
-    from pronscore.commands.train_default import Recipe, _refit_sizes
+    from pronscore.commands.train_default import _refit_sizes
     from pronscore.errors import CorpusError
+    from pronscore.training.recipe import Recipe
 
     fold = {"selection": {"phone/y_score": {"num_leaves": 7, "rounds": 50}}}
     cv = {"kind": "gop-gbt", "options": {"frame_vectors": True}, "folds": [fold]}

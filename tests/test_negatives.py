@@ -192,7 +192,8 @@ def test_negatives_resume_and_refuse_other_settings(feats, tmp_path) -> None:
 
 
 def test_negatives_join_training_only(feats, tmp_path) -> None:
-    from pronscore.commands.train_default import Recipe, _train_head
+    from pronscore.commands.train_default import _train_head
+    from pronscore.training.recipe import Recipe
 
     _, out = feats
     train, dev = load_features(out, "train"), load_features(out, "dev")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
+from pronscore.commands import recipe as recipe_option
 from pronscore.training.cv import KINDS
 
 
@@ -39,20 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-leaves", type=_ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
     )
     p.add_argument("--max-rounds", type=int, help="gop-gbt: boosting rounds cap (3000)")
-    p.add_argument(
-        "--frame-vectors",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="gop-gbt: a phone classifier over the frame posteriors pooled per phone "
-        "(the default model's recipe; off: the GOP features alone)",
-    )
-    p.add_argument(
-        "--phone-scorer",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="gop-gbt, with per-phone vectors: a network from each phone's vector and "
-        "canonical phone to its score feeds the trees (the default model's recipe)",
-    )
+    recipe_option.add_arguments(p, default=False)
     p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
     p.add_argument("--inputs", default="gop", help="hier: its --inputs")
 
@@ -73,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         feature_set=args.feature_set,
         num_leaves=args.num_leaves or None,
         max_rounds=args.max_rounds,
-        frame_vectors=args.frame_vectors,
-        phone_scorer=args.phone_scorer,
+        **asdict(recipe_option.from_args(args)),
         epochs=args.epochs,
         inputs=args.inputs,
     )

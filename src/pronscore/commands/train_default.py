@@ -15,32 +15,19 @@ import argparse
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from pronscore.atomic import atomic_write_text, replace_dir
 from pronscore.commands import encoder as encoder_option
+from pronscore.commands import recipe as recipe_option
 from pronscore.features.deep import DEFAULT_WHISPER
+from pronscore.training.recipe import GOP_ONLY, SHIPPED, Recipe
 
 HEAD_KIND = "gop-gbt"
 """The head of the default model (fast, robust to odd inputs, a few MB of text trees)."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What the GBT reads beyond the feature tables; ``pronscore cv gop-gbt`` has the same
-    options (off there by default), and a refit must use the recipe its CV measured."""
-
-    frame_vectors: bool = True  # phone classifier over the frame posteriors pooled per phone
-    phone_scorer: bool = True  # a network from each phone's vector to its score
-
-    def cv_flags(self) -> str:
-        return "".join(f" --{k.replace('_', '-')}" for k, v in asdict(self).items() if v)
-
-    def train_flags(self) -> str:
-        return "".join(f" --no-{k.replace('_', '-')}" for k, v in asdict(self).items() if not v)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,20 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "records (resolved when scoring from --encoder / $PRONSCORE_WHISPER, else from the "
         f"Hugging Face cache or hub; default {DEFAULT_WHISPER})",
     )
-    p.add_argument(
-        "--frame-vectors",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="a phone classifier over the pocketsphinx frame posteriors pooled per phone "
-        "(the shipped default's recipe; `cv gop-gbt --frame-vectors` cross-validates it)",
-    )
-    p.add_argument(
-        "--phone-scorer",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with per-phone vectors: a network from each phone's vector and canonical phone "
-        "to its score feeds the trees (the shipped default's recipe; `cv --phone-scorer`)",
-    )
+    recipe_option.add_arguments(p, default=True)
     encoder_option.add_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -103,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         encoder_name=args.encoder_name,
         refit=args.refit,
-        recipe=Recipe(args.frame_vectors, args.phone_scorer),
+        recipe=recipe_option.from_args(args),
     )
     from pronscore.evaluation.metrics import format_table
 
@@ -119,7 +93,7 @@ def _train_head(
     negatives: str | None = None,
     encoder_name: str = DEFAULT_WHISPER,
     sizes: dict[str, dict[str, int]] | None = None,
-    recipe: Recipe = Recipe(),
+    recipe: Recipe = SHIPPED,
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
     only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
@@ -166,7 +140,7 @@ def train_default(
     progress: bool = True,
     encoder_name: str = DEFAULT_WHISPER,
     refit: bool = False,
-    recipe: Recipe = Recipe(),
+    recipe: Recipe = SHIPPED,
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON.
 
@@ -237,8 +211,7 @@ def _refit_sizes(
         raise CorpusError(
             f"--refit needs a {HEAD_KIND} cross-validation", path=cv_dir, field="kind"
         )
-    options = cv.get("options") or {}
-    measured = Recipe(**{k: bool(options.get(k, False)) for k in asdict(recipe)})
+    measured = Recipe.from_options(cv.get("options") or {})
     if measured != recipe:
         raise CorpusError(
             f"this cross-validation measured another recipe: refit with{measured.train_flags()}"
@@ -302,7 +275,7 @@ def model_card(
     encoder: Any = None,
     *,
     refit: bool = False,
-    recipe: Recipe = Recipe(False, False),
+    recipe: Recipe = GOP_ONLY,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pronscore.errors import CorpusError
+from pronscore.training.recipe import Recipe
 
 COLUMNS = (
     ("utterance", "total"),
@@ -101,7 +102,7 @@ def cv_command(cv: dict[str, Any]) -> str:
         parts += ["--seeds", ",".join(map(str, o["seeds"]))]
     if o.get("feature_set", "all") != "all":
         parts += ["--feature-set", str(o["feature_set"])]
-    parts += [f"--{k.replace('_', '-')}" for k in ("frame_vectors", "phone_scorer") if o.get(k)]
+    parts += Recipe.from_options(o).cv_flags().split()
     if o.get("num_leaves"):
         parts += ["--num-leaves", ",".join(map(str, o["num_leaves"]))]
     for key in ("max_rounds", "epochs"):

@@ -1,0 +1,27 @@
+"""``--frame-vectors`` / ``--phone-scorer`` (:class:`pronscore.training.recipe.Recipe`), shared
+by ``cv`` (off by default: the GOP features alone) and ``train default`` (on: the shipped
+recipe)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from pronscore.training.recipe import Recipe, flag
+
+HELP = {
+    "frame_vectors": "gop-gbt: a phone classifier over the pocketsphinx frame posteriors pooled "
+    "per phone",
+    "phone_scorer": "gop-gbt, with per-phone vectors: a network from each phone's vector and "
+    "canonical phone to its score feeds the trees",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser, *, default: bool) -> None:
+    for f in fields(Recipe):
+        p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=default,
+                       help=f"{HELP[f.name]} (the shipped default's recipe)")  # fmt: skip
+
+
+def from_args(args: argparse.Namespace) -> Recipe:
+    return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
