@@ -26,6 +26,14 @@ FRAME_RATE = 100.0  # pocketsphinx; frame files may say otherwise ("frame_rate")
 N_PARTS = 5  # span, first half, second half, before, after
 
 
+def frame_clock(frames: Mapping[str, np.ndarray]) -> tuple[float, float]:
+    """(offset s, frames per s) of a frame file: phone times are the recording's, frame 0 is
+    where trimming cut. Files made before these were stored: 0 s (untrimmed) and 100/s."""
+    offset = float(frames["offset"][0]) if "offset" in frames else 0.0
+    rate = float(frames["frame_rate"][0]) if "frame_rate" in frames else FRAME_RATE
+    return offset, rate
+
+
 def vector_dim(n_phone_scores: int) -> int:
     return N_PARTS * n_phone_scores + 2
 
@@ -40,9 +48,7 @@ def pool_posteriors(
     out = np.full((len(starts), vector_dim(scores.shape[1])), np.nan, np.float32)
     if len(scores) == 0 or len(starts) == 0:
         return out
-    rate = float(frames["frame_rate"][0]) if "frame_rate" in frames else FRAME_RATE
-    # phone times are the recording's; frame 0 is where trimming cut
-    offset = float(frames["offset"][0]) if "offset" in frames else 0.0
+    offset, rate = frame_clock(frames)
     s = np.asarray(starts, np.float64) - offset
     e = np.asarray(ends, np.float64) - offset
     mid = (s + e) / 2
@@ -59,15 +65,14 @@ def split_frame_vectors(split) -> np.ndarray:
     """:func:`pool_posteriors` for every phone row of a
     :class:`~pronscore.features.extract.SplitFeatures` (rows in ``split.phones`` order)."""
     phones = split.phones
-    n_scores = None
     out: np.ndarray | None = None
     for uid, rows in phones.groupby(phones["id"].astype(str), sort=False).indices.items():
         if not split.has_frames(uid):
             continue
         frames = split.frames(uid)
-        if n_scores is None:
-            n_scores = frames["phone_scores"].shape[1]
-            out = np.full((len(phones), vector_dim(n_scores)), np.nan, np.float32)
+        if out is None:  # sized by the first file: the acoustic model's phone set
+            dim = vector_dim(frames["phone_scores"].shape[1])
+            out = np.full((len(phones), dim), np.nan, np.float32)
         g = phones.iloc[rows]
         out[rows] = pool_posteriors(frames, _times(g["start"]), _times(g["end"]))
     if out is None:

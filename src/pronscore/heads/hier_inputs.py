@@ -90,6 +90,7 @@ def utt_columns(utts: pd.DataFrame) -> list[str]:
 
 def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray:
     from pronscore.features.deep import pool_phones
+    from pronscore.features.frame_vectors import frame_clock
 
     if not split.has_frames(utt):  # zeros would be read as a confident "nothing heard"
         raise ModelError(
@@ -98,10 +99,8 @@ def _frame_pooled(split: SplitFeatures, utt: str, g: pd.DataFrame) -> np.ndarray
         )
     fr = split.frames(utt)
     frames = np.concatenate([fr["phone_scores"], fr["nonspeech_scores"]], axis=1)
-    # phone times are the recording's; frames start where trimming cut (files made before
-    # the offset was stored: 0, i.e. untrimmed features)
-    offset = float(fr["offset"][0]) if "offset" in fr else 0.0
-    return pool_phones(frames, g["start"] - offset, g["end"] - offset, 100.0)[0]
+    offset, rate = frame_clock(fr)
+    return pool_phones(frames, g["start"] - offset, g["end"] - offset, rate)[0]
 
 
 def encoder_inputs(
