@@ -108,11 +108,12 @@ def test_refit_refuses_a_cross_validation_of_another_recipe() -> None:
     cv = {"kind": "gop-gbt", "options": {"frame_vectors": True}, "folds": [fold]}
     with pytest.raises(CorpusError, match="refit with --no-phone-scorer"):
         _refit_sizes(cv, "runs/cv-x", Recipe())
-    assert _refit_sizes(cv, "runs/cv-x", Recipe(phone_scorer=False)) == {
+    measured = Recipe(phone_scorer=False, round_floor=False)
+    assert _refit_sizes(cv, "runs/cv-x", measured) == {
         "phone/y_score": {"num_leaves": 7, "rounds": 50}
     }
-    assert Recipe().cv_flags() == " --frame-vectors --phone-scorer"
-    assert Recipe(False, False).train_flags() == " --no-frame-vectors --no-phone-scorer"
+    assert Recipe().cv_flags() == " --frame-vectors --phone-scorer --round-floor"
+    assert measured.train_flags() == " --no-phone-scorer --no-round-floor"
 
 
 def test_frames_without_time_pool_to_nan_rows_in_a_split(tmp_path: Path) -> None:

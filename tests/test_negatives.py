@@ -193,7 +193,7 @@ def test_negatives_resume_and_refuse_other_settings(feats, tmp_path) -> None:
 
 def test_negatives_join_training_only(feats, tmp_path) -> None:
     from pronscore.commands.train_default import _train_head
-    from pronscore.training.recipe import Recipe
+    from pronscore.training.recipe import GOP_ONLY
 
     _, out = feats
     train, dev = load_features(out, "train"), load_features(out, "dev")
@@ -203,9 +203,8 @@ def test_negatives_join_training_only(feats, tmp_path) -> None:
     # the synthetic corpus's audio does not align: nothing for a phone classifier to learn
     with pytest.raises(CorpusError, match="too few to train the phone classifier"):
         _train_head(out, tmp_path / "no", seed=1, negatives=f"{out}:train_neg")
-    gop_only = Recipe(frame_vectors=False, phone_scorer=False)
     extra = _train_head(out, tmp_path / "head", seed=1, negatives=f"{out}:train_neg",
-                        recipe=gop_only)  # fmt: skip
+                        recipe=GOP_ONLY)  # fmt: skip
     assert (extra["n_train_utterances"], extra["n_train_negatives"]) == (len(train.utterances), 8)
 
     run = tmp_path / "run"

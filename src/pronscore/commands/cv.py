@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 
 from pronscore.commands import recipe as recipe_option
 from pronscore.training.cv import KINDS
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         feature_set=args.feature_set,
         num_leaves=args.num_leaves or None,
         max_rounds=args.max_rounds,
-        **asdict(recipe_option.from_args(args)),
+        recipe=recipe_option.from_args(args),
         epochs=args.epochs,
         inputs=args.inputs,
     )

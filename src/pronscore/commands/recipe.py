@@ -1,19 +1,21 @@
-"""``--frame-vectors`` / ``--phone-scorer`` (:class:`pronscore.training.recipe.Recipe`), shared
-by ``cv`` (off by default: the GOP features alone) and ``train default`` (on: the shipped
-recipe)."""
+"""``--frame-vectors`` / ``--phone-scorer`` / ``--round-floor``
+(:class:`pronscore.training.recipe.Recipe`), shared by ``cv`` (off by default: the GOP features
+alone) and ``train default`` (on: the shipped recipe)."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import fields
 
-from pronscore.training.recipe import Recipe, flag
+from pronscore.training.recipe import MIN_ROUNDS, Recipe, flag
 
 HELP = {
     "frame_vectors": "gop-gbt: a phone classifier over the pocketsphinx frame posteriors pooled "
     "per phone",
     "phone_scorer": "gop-gbt, with per-phone vectors: a network from each phone's vector and "
     "canonical phone to its score feeds the trees",
+    "round_floor": f"gop-gbt: every tree model keeps at least {MIN_ROUNDS} boosting rounds "
+    "(early stopping on the validation speakers alone can stop after ~35)",
 }
 
 

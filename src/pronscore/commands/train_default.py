@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from pronscore.atomic import atomic_write_text, replace_dir
 from pronscore.commands import encoder as encoder_option
 from pronscore.commands import recipe as recipe_option
 from pronscore.features.deep import DEFAULT_WHISPER
-from pronscore.training.recipe import GOP_ONLY, SHIPPED, Recipe
+from pronscore.training.recipe import GOP_ONLY, MIN_ROUNDS, SHIPPED, Recipe
 
 HEAD_KIND = "gop-gbt"
 """The head of the default model (fast, robust to odd inputs, a few MB of text trees)."""
@@ -113,7 +113,7 @@ def _train_head(
         train = with_negatives(train, negatives, features_dir)
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
-    config = GbtConfig(feature_set="all", seed=seed, **asdict(recipe))
+    config = GbtConfig(feature_set="all", seed=seed, **recipe.gbt_options())
     head, dev_pcc = fit_gbt(train, dev, config, encoder=spec, sizes=sizes)
     # Scoring one recording is a handful of rows: one thread is faster than a team.
     head.config = replace(head.config, threads=1)
@@ -350,6 +350,11 @@ def model_card(
         f"train + dev: all {n_train} labelled utterances of the corpus train part made by\n"
         "`pronscore prepare`, refit with the trees' sizes that the cross-validation below chose"
         "\n(per target: the most chosen `num_leaves`, the median number of rounds)."
+        + (
+            f"\nIn each fold every tree model kept at least {MIN_ROUNDS} rounds (`--round-floor`)."
+            if recipe.round_floor
+            else ""
+        )
         if refit
         else f"train split only: {n_train} utterances of the\nspeaker-disjoint `train` part made "
         "by `pronscore prepare` (10% of the corpus train speakers\nare held out as `dev`)."

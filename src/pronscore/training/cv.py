@@ -30,6 +30,7 @@ from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import evaluate_assessments
 from pronscore.features.extract import SplitFeatures
 from pronscore.schema import Assessment
+from pronscore.training.recipe import GOP_ONLY, Recipe
 
 KINDS = ("gop-gbt", "gop-blstm", "hier")
 
@@ -47,10 +48,14 @@ class CvOptions:
     feature_set: str = "all"  # gop-gbt
     num_leaves: tuple[int, ...] | None = None  # gop-gbt selection grid (None: GbtConfig's)
     max_rounds: int | None = None  # gop-gbt boosting rounds cap (None: GbtConfig's)
-    frame_vectors: bool = False  # gop-gbt: phone classifier over pooled frame posteriors
-    phone_scorer: bool = False  # gop-gbt: a network from each phone's vector to its score
+    recipe: Recipe = GOP_ONLY  # gop-gbt: what the trees read and how they are fitted
     epochs: int | None = None  # gop-blstm / hier (None: the kind's default)
     inputs: str = "gop"  # hier
+
+    def to_dict(self) -> dict[str, Any]:
+        """cv.json ``options``: the recipe's flags beside the others (one flat record)."""
+        d = asdict(self)
+        return {**{k: v for k, v in d.items() if k != "recipe"}, **d["recipe"]}
 
 
 @dataclass(frozen=True)
@@ -161,8 +166,7 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
                 feature_set=opts.feature_set,
                 seed=seed,
                 threads=opts.threads,
-                frame_vectors=opts.frame_vectors,
-                phone_scorer=opts.phone_scorer,
+                **opts.recipe.gbt_options(),
                 **grid,
             )
             head = fit_gbt(train, val, config, log=log)[0]
@@ -255,7 +259,7 @@ def cross_validate(
         "n_folds": opts.folds,
         "fold_seed": opts.fold_seed,
         "seeds": list(opts.seeds),
-        "options": asdict(opts),
+        "options": opts.to_dict(),
         "n_utterances": len(utts),
         "n_speakers": sum(len(p.test) for p in plans),
         "cpu_seconds": time.process_time() - cpu0,

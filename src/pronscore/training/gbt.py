@@ -61,7 +61,7 @@ def _fit_one(x_tr, y_tr, x_dev, y_dev, config: GbtConfig, names: list[str], cate
     """Early stopping and the ``num_leaves`` grid on dev: (dev PCC, booster, its size)."""
     lgb = import_lightgbm()
 
-    best = (-np.inf, None, 0)
+    best = (-np.inf, None, 0, 0)
     for leaves in config.num_leaves:
         train = lgb.Dataset(
             x_tr, y_tr, feature_name=names, categorical_feature=categorical, free_raw_data=False
@@ -70,16 +70,23 @@ def _fit_one(x_tr, y_tr, x_dev, y_dev, config: GbtConfig, names: list[str], cate
         booster = lgb.train(
             _params(config, leaves), train, num_boost_round=config.max_rounds, valid_sets=[dev],
             callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
+            keep_training_booster=True,  # else only the best_iteration trees are kept
         )  # fmt: skip
-        r = pearson(y_dev, booster.predict(x_dev, num_iteration=booster.best_iteration))
+        rounds = _kept_rounds(booster, config)
+        r = pearson(y_dev, booster.predict(x_dev, num_iteration=rounds))
         score = -np.inf if r is None else r  # constant labels: keep the first candidate
         if best[1] is None or score > best[0]:
-            best = (score, booster, leaves)
-    r, booster, leaves = best
+            best = (score, booster, leaves, rounds)
+    r, booster, leaves, rounds = best
     # keep only the selected rounds so the saved model predicts exactly what was selected
     r = None if not np.isfinite(r) else float(r)
-    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
     return r, kept, {"num_leaves": int(leaves), "rounds": int(kept.num_trees())}
+
+
+def _kept_rounds(booster: Any, config: GbtConfig) -> int:
+    """The early-stopped round, but at least ``config.min_rounds`` (of those trained)."""
+    return max(booster.best_iteration, min(config.min_rounds, booster.current_iteration()))
 
 
 def _fit_fixed(x_tr, y_tr, size: Mapping[str, int], config: GbtConfig, names, categorical):
