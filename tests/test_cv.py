@@ -149,6 +149,11 @@ def test_cli_writes_cv_json_and_out_of_fold_predictions(splits, tmp_path, capsys
     table = [line for line in md.read_text().splitlines() if line.startswith("| gbt, all |")]
     total = cv["pooled"]["utterance"]["total"]
     assert len(table) == 1 and f"| {total['pcc']:.3f} [{total['ci95'][0]:.3f}, " in table[0]
+    means = [
+        np.mean([f[lvl][a]["pcc"] for f in cv["folds"]])
+        for lvl, a in (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy"))
+    ]
+    assert "| {:.3f} / {:.3f} / {:.3f} |".format(*means) in table[0]
     made = f"pronscore cv gop-gbt --features {tmp_path / 'feats'} --folds 3 --num-leaves 7"
     assert f"- gbt, all: `{made} --max-rounds 20`" in md.read_text()  # how to remake the row
     assert main(["report", "cv", str(out), "--out", str(md)]) == 2  # NAME= missing

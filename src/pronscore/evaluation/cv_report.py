@@ -1,5 +1,6 @@
 """Markdown table of ``pronscore cv`` results: one row per CV folder, pooled out-of-fold PCC
-with its bootstrap 95% CI per level and aspect, children / adults, folds and CPU time."""
+with its bootstrap 95% CI per level and aspect, children / adults, the mean of the per-fold
+PCCs, folds and CPU time."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ def _group(pooled: dict, group: str, level: str, aspect: str) -> dict | None:
     return pooled.get("subgroups", {}).get(group, {}).get(level, {}).get(aspect)
 
 
+FOLD_MEANS = (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy"))
+
+
+def fold_mean(cv: dict[str, Any], level: str, aspect: str) -> float | None:
+    """Mean over folds of each fold's own PCC: unlike the pooled PCC, blind to folds' models
+    being scaled differently (pooled below it: the folds' predictions disagree in scale)."""
+    pccs = [(f.get(level) or {}).get(aspect, {}).get("pcc") for f in cv.get("folds", [])]
+    return None if not pccs or None in pccs else sum(pccs) / len(pccs)
+
+
+def _mean_cells(cv: dict[str, Any]) -> str:
+    means = [fold_mean(cv, lvl, a) for lvl, a in FOLD_MEANS]
+    return " / ".join("–" if m is None else f"{m:.3f}" for m in means)
+
+
 def row(name: str, cv: dict[str, Any]) -> str:
     pooled = cv["pooled"]
     cells = [_pcc(pooled.get(lvl, {}).get(a), ci=a in ("total", "accuracy")) for lvl, a in COLUMNS]
@@ -54,7 +70,7 @@ def row(name: str, cv: dict[str, Any]) -> str:
     ]
     folds = ", ".join(f"{f['utterance']['total']['pcc']:.3f}" for f in cv["folds"])
     cpu = f"{cv.get('cpu_seconds', 0):.0f}"
-    return "| " + " | ".join([name, *cells, *groups, folds, cpu]) + " |"
+    return "| " + " | ".join([name, *cells, *groups, _mean_cells(cv), folds, cpu]) + " |"
 
 
 def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
@@ -62,7 +78,7 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
     first = next(iter(runs.values()))
     head = ["row", *(f"{lvl} {a}" for lvl, a in COLUMNS)]
     head += ["child / adult utt total", "child / adult word acc", "child / adult phone"]
-    head += ["utt total per fold", "CPU s"]
+    head += ["fold mean: utt total / word acc / phone", "utt total per fold", "CPU s"]
     lines = [
         "# Speaker-grouped cross-validation (Speechocean762 train + dev)",
         "",
@@ -70,7 +86,9 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
         f"{first['n_speakers']} speakers (children and adults balanced over folds; model "
         "selection on speakers held out of the training folds, never the scored fold). Cells: "
         "Pearson correlation of the pooled out-of-fold predictions with the experts' scores, "
-        "bootstrap 95% CI over utterances for totals and accuracies.",
+        'bootstrap 95% CI over utterances for totals and accuracies. "Fold mean": the mean '
+        "of each fold's own PCC, blind to folds' models being scaled differently (a pooled PCC "
+        "well below it says they are).",
         "",
     ]
     if command:
