@@ -99,12 +99,18 @@ class PhoneClassifier(Mlp):
         """(N, D) -> (N, n_phones); NaN rows stay NaN."""
         return log_softmax(self.outputs(vectors))
 
-    def columns(self, vectors: np.ndarray, base_phones) -> dict[str, np.ndarray]:
+    def columns(
+        self, vectors: np.ndarray, base_phones, *, heard: bool = False
+    ) -> dict[str, np.ndarray]:
         """The ``p_enc_*`` columns for phones with canonical ``base_phones`` (NaN without a
-        vector: a phone the aligner gave no time)."""
+        vector: a phone the aligner gave no time); with ``heard``, also :meth:`heard`'s list
+        (``"heard"``) from the same posteriors."""
         _check_dim(vectors, self.mean.shape[0])
         logp = self.log_posteriors(vectors)
-        return phone_columns(logp, np.array([PHONE_INDEX[p] for p in base_phones], dtype=int))
+        out = phone_columns(logp, phone_ids(base_phones))
+        if heard:
+            out["heard"] = most_likely(logp)
+        return out
 
     def heard(self, vectors: np.ndarray) -> list[str | None]:
         """The most likely phone of each vector (None without a vector): what was heard.
@@ -112,10 +118,7 @@ class PhoneClassifier(Mlp):
         Far more telling than pocketsphinx's free phone loop (dev, Whisper-base layer 4: another
         phone than the canonical one for 17.6% of the phones experts scored 2 and 90.3% of
         those scored <= 0.5; the loop: 62.0% and 93.2%)."""
-        logp = self.log_posteriors(vectors)
-        best = np.nan_to_num(logp, nan=-np.inf).argmax(axis=1)
-        ok = np.isfinite(logp).all(axis=1)
-        return [PHONES[b] if k else None for b, k in zip(best, ok, strict=True)]
+        return most_likely(self.log_posteriors(vectors))
 
     def save(self, out_dir: str | Path) -> None:
         self.save_as(Path(out_dir) / WEIGHTS_FILE)
@@ -147,9 +150,20 @@ class PhoneScorer(Mlp):
 
 def scorer_inputs(vectors: np.ndarray, base_phones) -> np.ndarray:
     """The :class:`PhoneScorer`'s input: the vector, then the canonical phone one-hot."""
-    ids = np.array([PHONE_INDEX[p] for p in base_phones], dtype=int)
-    onehot = np.eye(len(PHONES), dtype=np.float32)[ids]
+    onehot = np.eye(len(PHONES), dtype=np.float32)[phone_ids(base_phones)]
     return np.concatenate([np.asarray(vectors, np.float32), onehot], axis=1)
+
+
+def phone_ids(base_phones) -> np.ndarray:
+    """Indices in :data:`PHONES` of base phones (no stress digit)."""
+    return np.array([PHONE_INDEX[p] for p in base_phones], dtype=int)
+
+
+def most_likely(logp: np.ndarray) -> list[str | None]:
+    """The top phone of each row of log posteriors (None for a NaN row: no vector)."""
+    best = np.nan_to_num(logp, nan=-np.inf).argmax(axis=1)
+    ok = np.isfinite(logp).all(axis=1)
+    return [PHONES[b] if k else None for b, k in zip(best, ok, strict=True)]
 
 
 def _check_dim(vectors: np.ndarray, want: int) -> None:

@@ -15,7 +15,7 @@ from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm
+from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm, with_columns
 from pronscore.heads.phone_classifier import EncoderChecks
 from pronscore.heads.tables import (
     PHONE_TARGET,
@@ -202,7 +202,7 @@ def _with_classifier(
     head.classifier = fit_on(train, opts)
     if head.config.phone_scorer:
         head.scorer = fit_scorer_on(train, opts)
-    train = replace(train, phones=train.phones.assign(**cols))
+    train = replace(train, phones=with_columns(train.phones, cols))
     head.checks = encoder_checks(train)
     log(f"encoder checks: {head.checks}")
     return train, None if dev is None else replace(dev, phones=head.phone_rows(dev))
