@@ -263,8 +263,8 @@ def test_shipped_whisper_model_scores_the_example(
 def test_whisper_model_catches_a_sentence_not_said(
     whisper_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The embedded default's known limit (tests/test_scorer.py, xfail) is caught by the
-    encoder check: 'mismatch', the reason, every word flagged, the scores kept."""
+    """Another sentence is caught by the whisper model's reading check (as by the default's,
+    tests/test_scorer.py): 'mismatch', the reason, every word flagged, the scores kept."""
     from pronscore.scorer import Scorer
 
     monkeypatch.setenv("PRONSCORE_WHISPER", str(whisper_dir))

@@ -19,6 +19,7 @@ from pronscore.training.negatives import (
     plan_negatives,
     substitute_row,
     with_negatives,
+    word_ends,
 )
 from synthetic_corpus import make_corpus
 
@@ -117,6 +118,46 @@ def test_substitute_zeroes_the_replaced_word_and_scales_the_utterance() -> None:
     assert row["text"] == "A BIG DOG SAT ON"
 
 
+def test_truncated_reading_keeps_the_words_read_and_scores_the_rest_0() -> None:
+    ends = {r["id"]: [0.5 * (i + 1) for i in range(len(r["words"]))] for r in ROWS}
+    plan = plan_negatives(ROWS, NegativeOptions(kinds=("truncated",), seed=2), word_ends=ends)
+    assert [n.row["id"] for n in plan] == [f"{r['id']}#cut" for r in ROWS]
+    reads = set()
+    for neg in plan:
+        source, n = ROWS[neg.source_index], len(ROWS[neg.source_index]["words"])
+        read = round(neg.cut / 0.5)  # cut at the end of word `read - 1`
+        reads.add(read)
+        assert 1 <= read < n and neg.kind == "truncated" and neg.donor is None
+        assert neg.row["text"] == source["text"]  # scored against the whole text
+        assert neg.row["words"][:read] == source["words"][:read]
+        for old, new in zip(source["words"][read:], neg.row["words"][read:], strict=True):
+            assert (new["text"], new["phones"], new["stress"]) == (old["text"], old["phones"], 10.0)
+            assert (new["accuracy"], new["total"]) == (0.0, 0.0)
+            assert new["phones_accuracy"] == [0.0] * len(new["phones"])
+        assert neg.row["completeness"] == pytest.approx(10.0 * read / n)
+        assert neg.row["total"] == pytest.approx(8.0 * read / n)
+    assert len(reads) > 1  # where the reading stops is drawn
+    # no word times, or the word to cut after was not aligned: no truncated reading
+    assert plan_negatives(ROWS, NegativeOptions(kinds=("truncated",))) == []
+    nan = {k: [float("nan")] * len(v) for k, v in ends.items()}
+    assert plan_negatives(ROWS, NegativeOptions(kinds=("truncated",)), word_ends=nan) == []
+
+
+def test_word_ends_are_each_words_last_phone_end(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from pronscore.features.extract import SplitFeatures
+
+    phones = pd.DataFrame({
+        "id": ["a", "a", "a", "b", "b"], "word_index": [0, 0, 2, 0, 1],
+        "end": [0.3, 0.5, 1.2, 0.4, None],
+    })  # fmt: skip
+    ends = word_ends(SplitFeatures(pd.DataFrame(), pd.DataFrame(), phones, tmp_path))
+    assert ends["a"][0] == 0.5 and np.isnan(ends["a"][1]) and ends["a"][2] == 1.2
+    assert ends["b"][0] == 0.4 and np.isnan(ends["b"][1])
+
+
 def test_plan_is_seeded_per_row_so_a_limit_is_a_prefix() -> None:
     opts = NegativeOptions(seed=5)
     full = plan_negatives(ROWS, opts)
@@ -189,6 +230,9 @@ def test_negatives_resume_and_refuse_other_settings(feats, tmp_path) -> None:
         make_negatives(ds, out, NegativeOptions(seed=9), limit=4, progress=False)
     with pytest.raises(CorpusError, match="another extractor config"):
         make_negatives(ds, out, config=ExtractorConfig(trim_db=30.0), limit=1, progress=False)
+    with pytest.raises(CorpusError, match="run `pronscore features` for the train split"):
+        make_negatives(ds, tmp_path / "none", NegativeOptions(kinds=("truncated",)), limit=1,
+                       progress=False)  # fmt: skip
 
 
 def test_negatives_join_training_only(feats, tmp_path) -> None:
@@ -212,7 +256,7 @@ def test_negatives_join_training_only(feats, tmp_path) -> None:
     assert main([*args, "--bootstrap", "10", "--negatives", f"{out}:train_neg"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert (config["n_train_utterances"], config["n_train_negatives"]) == (len(train.utterances), 8)
-    assert config["negatives"] == f"{out}:train_neg"
+    assert config["negatives"] == [f"{out}:train_neg"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_utterances"] == len(dev.utterances)
     assert not any("#" in i for i in dev.utterances["id"])
@@ -251,3 +295,18 @@ def test_channel_copies_keep_words_and_labels_and_change_the_audio() -> None:
     snr = 10 * np.log10(np.mean(x**2) / np.mean((noisy - x) ** 2))
     assert snr == pytest.approx(15.0, abs=0.1)
     np.testing.assert_array_equal(noisy, CHANNEL["noise"](x, 1))  # seeded by the source row
+
+
+def test_negative_audio_is_the_source_cut_or_through_the_channel() -> None:
+    import numpy as np
+
+    from pronscore.training.negatives import CHANNEL, Negative, negative_samples
+
+    x = np.linspace(-0.5, 0.5, 16000).astype(np.float32)
+    row = ROWS[0]
+    np.testing.assert_array_equal(negative_samples(Negative(row, 0, "other-text", "b1"), x), x)
+    cut = negative_samples(Negative(row, 0, "truncated", None, 0.25), x)
+    assert cut.dtype == np.float32 and len(cut) == 4000
+    np.testing.assert_array_equal(cut, x[:4000])
+    noisy = negative_samples(Negative(row, 3, "noise", None), x)
+    np.testing.assert_array_equal(noisy, CHANNEL["noise"](x, 3))

@@ -70,3 +70,20 @@ def test_a_refit_model_card_says_dev_is_in_sample_and_how_to_refit() -> None:
     assert "--cv runs/cv-default --refit" in card
     plain = model_card(level, 2260)
     assert "In-sample" not in plain and "--refit" not in plain
+
+
+def test_model_card_reports_the_checks_trained_on_synthetic_rows() -> None:
+    from pronscore.commands.train_default import model_card
+
+    m = {"pcc": 0.8, "ci95": [0.7, 0.9], "mse": 1.0, "n": 10}
+    level = {"utterance": {"total": m}, "word": {"accuracy": m}, "phone": {"accuracy": m}}
+    checks = {
+        "reading_check": {"other_caught": 0.9645, "human_flagged": 0.0204,
+                          "truncated_flagged": 0.0107},
+        "word_check": {"replaced_caught": 0.7903, "good_flagged": 0.02},
+    }  # fmt: skip
+    card = model_card(level, 2260, 9032, checks=checks)
+    assert "Plus 9032 synthetic rows" in card
+    assert "96.5% of other texts caught, 2.0% of the readings and 1.1% of readings cut" in card
+    assert "79.0% of replaced words flagged, 2.0% of words experts rated >= 8" in card
+    assert "synthetic rows" not in model_card(level, 2260, checks=checks)  # none: no checks

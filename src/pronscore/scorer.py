@@ -17,8 +17,9 @@ What a bad input gives: unreadable, empty or too long audio and empty or non-Eng
 be aligned to the text (silence, noise, another sentence) is a *result*: ``status="failed"``
 (or ``"mismatch"`` when the aligner heard speech but none of the text), the aligner's ``reason``
 and zero scores everywhere, because nothing of the sentence was heard. A head that checks the
-speech against the text (encoder models) may also return ``"mismatch"``; then its scores are
-kept, with the reason. A partial reading (with
+speech against the text (the GBT's reading check, trained on synthetic negatives) may also
+return ``"mismatch"`` with the reason: every word is flagged and the scores are the head's (a
+false alarm on a weak reading of the right text keeps its scores). A partial reading (with
 the ``viterbi`` aligner) scores the words read; omitted words get status ``"omitted"``, zero
 scores and the mispronounced flag, and completeness is at most 10 x the share of words read.
 Words pronounced by the letter-to-sound fallback are scored but named in ``reason``.
@@ -319,8 +320,7 @@ class Scorer:
         if hyp.status not in ("ok", "mismatch"):
             reason = hyp.reason or "the model could not score this"
             return failed_assessment(prons, reason, status=hyp.status)
-        # a head's "mismatch" (the speech does not sound like the text) keeps its scores: a
-        # very weak reading of the right text can look like that too, and zeros would hide it
+        # a head's "mismatch" comes with its scores (pronscore.heads.gbt.another_text)
         utt = UtteranceScores(
             **{a: _clip(getattr(hyp.utterance, a), UTTERANCE_SCALE) for a in UTTERANCE_ASPECTS}
         )

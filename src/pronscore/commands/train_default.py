@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--negatives",
         metavar="FEATURES_DIR:SPLIT",
-        help="synthetic negatives (`pronscore negatives`) added to train, never dev",
+        action="append",
+        help="synthetic rows (`pronscore negatives`: other-text, truncated) that train the "
+        "reading check, never the scores or dev; repeat for several splits",
     )
     p.add_argument(
         "--cv",
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         features_dir=args.features,
         jobs=args.jobs,
         seed=args.seed,
-        negatives=args.negatives,
+        negatives=tuple(args.negatives or ()),
         cv_dir=args.cv,
         progress=not args.quiet,
         encoder_name=args.encoder_name,
@@ -90,7 +92,7 @@ def _train_head(
     features_dir: Path,
     out: Path,
     seed: int,
-    negatives: str | None = None,
+    negatives: tuple[str, ...] = (),
     encoder_name: str = DEFAULT_WHISPER,
     sizes: dict[str, dict[str, int]] | None = None,
     recipe: Recipe = SHIPPED,
@@ -121,7 +123,7 @@ def _train_head(
         "dev_pcc": dev_pcc,
         "n_train_utterances": n_human,
         "n_train_negatives": len(train.utterances) - n_human,
-        "negatives": negatives,
+        "negatives": list(negatives),
         "refit": sizes is not None,
     })  # fmt: skip
     head.save_pretrained(out)
@@ -135,7 +137,7 @@ def train_default(
     features_dir: str | os.PathLike | None = None,
     jobs: int = 1,
     seed: int = 1,
-    negatives: str | None = None,
+    negatives: tuple[str, ...] = (),
     cv_dir: str | os.PathLike | None = None,
     progress: bool = True,
     encoder_name: str = DEFAULT_WHISPER,
@@ -187,9 +189,34 @@ def train_default(
             extra["encoder"],
             refit=refit,
             recipe=recipe,
+            checks={k: extra[k] for k in ("reading_check", "word_check") if k in extra},
         )
         atomic_write_text(model / "README.md", card)
     return metrics
+
+
+def _checks_text(checks: dict[str, dict[str, float]]) -> str:
+    """The checks' out-of-fold rates on the training rows, for the model card."""
+    parts = []
+    if r := checks.get("reading_check"):
+        parts.append(
+            f" Reading check (a recording of another text is a `mismatch`; out of fold on the "
+            f"training rows): {_pct(r, 'other_caught')} of other texts caught, "
+            f"{_pct(r, 'human_flagged')} of the readings and {_pct(r, 'truncated_flagged')} of "
+            "readings cut short flagged"
+            + (f", {_pct(r, 'channel_flagged')} of their 8 kHz and noisy copies."
+               if "channel_flagged" in r else ".")
+        )  # fmt: skip
+    if w := checks.get("word_check"):
+        parts.append(
+            f" Word check: {_pct(w, 'replaced_caught')} of replaced words flagged, "
+            f"{_pct(w, 'good_flagged')} of words experts rated >= 8."
+        )
+    return "".join(parts)
+
+
+def _pct(d: dict[str, float], key: str) -> str:
+    return "n/a" if d.get(key) is None else f"{100 * d[key]:.1f}%"
 
 
 def _row(m: dict[str, Any]) -> str:
@@ -276,6 +303,7 @@ def model_card(
     *,
     refit: bool = False,
     recipe: Recipe = GOP_ONLY,
+    checks: dict[str, dict[str, float]] | None = None,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -297,8 +325,10 @@ def model_card(
     table = "\n".join(rows)
     sub = "; ".join(groups) or "n/a"
     neg = (
-        f" Plus {n_negatives} synthetic negatives made from them (`pronscore negatives`: the"
-        " audio against another utterance's text, or with words replaced; those words scored 0)."
+        f" Plus {n_negatives} synthetic rows made from the train split's recordings (`pronscore"
+        " negatives`: the audio against another utterance's text, with words replaced, cut"
+        " short, at 8 kHz and in noise) that train only the reading and word checks."
+        + _checks_text(checks or {})
         if n_negatives
         else ""
     )
@@ -333,7 +363,11 @@ def model_card(
             "  (`p_enc_score`, a phone feature).\n"
         )
     wrong_text = (
-        "Another sentence read in place of the text is mostly caught by the encoder check\n"
+        "Another sentence read in place of the text is mostly caught by the reading check\n"
+        '  (`status: "mismatch"`, every word flagged, scores kept); about 1 in 50 weak readings\n'
+        "  of the right text is flagged the same way (rates: benchmarks/README.md)."
+        if checks and checks.get("reading_check")
+        else "Another sentence read in place of the text is mostly caught by the encoder check\n"
         '  (`status: "mismatch"`, scores kept, every far-off word flagged); a very weak reading\n'
         "  of the right text can be flagged the same way (rates: benchmarks/README.md)."
         if encoder is not None or frame_vectors
@@ -381,6 +415,16 @@ def model_card(
         else "the phone\n  the free loop chose for most of its frames"
     )
     fv_flag, no_fv = recipe.cv_flags(), recipe.train_flags()
+    more = ("", " --kinds truncated --name train_cut", " --kinds band-8k,noise --name train_ch")
+    neg_cmds = "".join(
+        f"\n    pronscore negatives data/so762 --out {fdir}{m}" for m in more
+    ) if n_negatives else ""  # fmt: skip
+    neg_flags = (
+        f" \\\n        --negatives {fdir}:train_neg --negatives {fdir}:train_cut"
+        f" --negatives {fdir}:train_ch"
+        if n_negatives
+        else ""
+    )
     return f"""# pronscore {name} scorer
 
 Scores English read speech against its text offline: utterance accuracy, completeness,
@@ -446,9 +490,9 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
 
     pronscore prepare ../shared/data/speechocean762 --out data/so762
     {feats_cmd}
-    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}{fv_flag}
+    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}{fv_flag}{neg_cmds}
     pronscore train default --data data/so762 --features {fdir} --out runs/{name} --jobs 2 \\
-        --cv runs/cv-{name}{" --refit" if refit else ""}{no_fv}{enc_flag}
+        --cv runs/cv-{name}{" --refit" if refit else ""}{no_fv}{enc_flag}{neg_flags}
 
 Made {date.today().isoformat()}.
 """

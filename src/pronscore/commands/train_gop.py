@@ -21,9 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-split", default="train")
     p.add_argument("--dev-split", default="dev", help="model selection split (never test)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--negatives", metavar="FEATURES_DIR:SPLIT",
-                   help="synthetic negatives (`pronscore negatives`) added to the train split "
-                   "only, never dev")  # fmt: skip
+    p.add_argument("--negatives", metavar="FEATURES_DIR:SPLIT", action="append",
+                   help="synthetic rows (`pronscore negatives`) for the reading check, train "
+                   "only, never dev; repeat for several splits")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="CPU threads (LightGBM / torch)")
     p.add_argument("--feature-set", choices=("paper", "all"), default="all",
                    help="gop-gbt: the paper's features or all features (default)")  # fmt: skip
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         feature_set=args.feature_set,
         epochs=args.epochs,
         bootstrap=args.bootstrap,
-        negatives=args.negatives,
+        negatives=tuple(args.negatives or ()),
     )
     metrics = train_gop(args.kind, args.features, args.out, opts)
     write_scorer_config(args.out, args.features)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -140,25 +140,29 @@ def extract_split_vectors(
     *,
     threads: int = 1,
     progress: bool = True,
+    audio_of: Callable[[str], np.ndarray] | None = None,
 ) -> int:
     """Encoder vectors of every utterance of ``split`` whose file is missing (resumable; run
-    after the pocketsphinx features, whose phone times it pools over). Returns how many were
+    after the pocketsphinx features, whose phone times it pools over). ``audio_of``: utterance
+    id -> 16 kHz samples (default: the dataset split's recordings). Returns how many were
     computed."""
+    import pandas as pd
     from safetensors.numpy import save
     from tqdm.auto import tqdm
 
     from pronscore.features.deep import dataset_audio
-    from pronscore.features.extract import load_features
 
     fdir = Path(features_dir)
     _write_spec(fdir, spec)
-    phones = load_features(fdir, split).phones
+    # the table only: its vectors (loaded by load_features) are what is missing
+    phones = pd.read_parquet(fdir / split / "phones.parquet",
+                             columns=["id", "phone_index", "start", "end"])  # fmt: skip
     groups = {str(k): g.sort_values("phone_index") for k, g in phones.groupby("id", sort=False)}
     todo = [u for u in groups if not vectors_path(fdir, split, u).is_file()]
     if not todo:
         return 0
     (fdir / split / VECTORS_DIR).mkdir(parents=True, exist_ok=True)
-    audio_of = dataset_audio(dataset_dir, [split])
+    audio_of = audio_of or dataset_audio(dataset_dir, [split])
     stage = PhoneVectors(spec, threads=threads)
     for utt in tqdm(todo, desc=f"encoder {split}", unit="utt", disable=not progress):
         g = groups[utt]

@@ -17,6 +17,7 @@ from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
 from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm, with_columns
 from pronscore.heads.phone_classifier import EncoderChecks
+from pronscore.heads.reading_check import ReadingCheck
 from pronscore.heads.tables import (
     PHONE_TARGET,
     UTT_TARGETS,
@@ -25,11 +26,19 @@ from pronscore.heads.tables import (
     utterance_table,
     word_table,
 )
+from pronscore.training.negatives import replaced_words, score_rows
 from pronscore.training.phone_classifier import (
     ClassifierOptions,
     cross_fitted_columns,
     fit_on,
     fit_scorer_on,
+)
+from pronscore.training.reading_check import (
+    MIN_CHECK_ROWS,
+    CheckOptions,
+    check_labels,
+    fit_reading_check,
+    fit_word_check,
 )
 
 
@@ -137,6 +146,15 @@ def fit_gbt(
     head = GbtHead(config, encoder=encoder)
     if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
+    use, other = check_labels(train.utterances)
+    if (use & other).sum() >= MIN_CHECK_ROWS:
+        head.reading_check = _reading_check(head, train, log)
+    elif other.any():
+        log(f"reading check: fewer than {MIN_CHECK_ROWS} aligned other-text rows, none trained")
+    replaced = replaced_words(train)
+    if replaced.sum() >= MIN_CHECK_ROWS:
+        head.word_check = _word_check(head, train, replaced, log)
+    train = score_rows(train)
     dev_pcc: dict[str, float | None] = {}
     selection: dict[str, dict[str, int]] = {}
     tr_tabs = _tables(train, config)
@@ -203,9 +221,48 @@ def _with_classifier(
     if head.config.phone_scorer:
         head.scorer = fit_scorer_on(train, opts)
     train = replace(train, phones=with_columns(train.phones, cols))
-    head.checks = encoder_checks(train)
+    head.checks = encoder_checks(score_rows(train))
     log(f"encoder checks: {head.checks}")
     return train, None if dev is None else replace(dev, phones=head.phone_rows(dev))
+
+
+def _reading_check(head: GbtHead, train: SplitFeatures, log) -> ReadingCheck:
+    """The reading check on the training readings, truncated readings and other-text rows (the
+    phone rows already carry the head's cross-fitted classifier columns)."""
+    use, _ = check_labels(train.utterances)
+    rows = train.subset(train.utterances["id"][use].astype(str))
+    u = rows.utterances
+    table = utterance_table(u, rows.words, rows.phones, head.config.feature_set)
+    groups = _speaker_of(u).reindex(u["id"].astype(str)).to_numpy()
+    opts = CheckOptions(seed=head.config.seed, threads=head.config.threads)
+    check, stats = fit_reading_check(table, u["synthetic"].to_numpy(), groups, opts)
+    head.extra["reading_check"] = stats
+    log(f"reading check (out of fold): {stats}")
+    return check
+
+
+def _word_check(head: GbtHead, train: SplitFeatures, replaced: np.ndarray, log) -> ReadingCheck:
+    """The word check on the words of the training readings and the replaced words of the
+    substitute rows (word design matrix with the head's cross-fitted classifier columns)."""
+    u = train.utterances
+    human_ids = set(u["id"][u["synthetic"].isna().to_numpy()].astype(str))
+    w = train.words
+    keep = replaced | w["id"].astype(str).isin(human_ids).to_numpy()
+    table = word_table(w, train.phones, u)[keep]
+    groups = w["id"].astype(str).map(_speaker_of(u))
+    opts = CheckOptions(seed=head.config.seed, threads=head.config.threads)
+    accuracy = w["y_accuracy"].to_numpy(float)[keep]
+    check, stats = fit_word_check(table, replaced[keep], accuracy, groups.to_numpy()[keep], opts)
+    head.extra["word_check"] = stats
+    log(f"word check (out of fold): {stats}")
+    return check
+
+
+def _speaker_of(utts: pd.DataFrame) -> pd.Series:
+    """id -> speaker (the check's out-of-fold groups; each utterance alone without speakers)."""
+    ids = utts["id"].astype(str)
+    speakers = utts["speaker"].astype(str) if "speaker" in utts else ids
+    return pd.Series(speakers.to_numpy(), index=ids.to_numpy())
 
 
 def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) -> EncoderChecks:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from pronscore.atomic import replace_dir
 from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
+from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
 from pronscore.features.encoder import EncoderSpec, read_spec
 from pronscore.features.extract import SplitFeatures, load_features
@@ -44,8 +45,8 @@ class TrainOptions:
     feature_set: str = "all"  # gop-gbt only: "paper" | "all"
     epochs: int = 60  # gop-blstm only
     bootstrap: int = 1000
-    negatives: str | None = None
-    """``FEATURES_DIR:SPLIT`` of synthetic negatives added to the train split (never dev)."""
+    negatives: tuple[str, ...] = ()
+    """``FEATURES_DIR:SPLIT`` of synthetic rows for the reading check (train only, never dev)."""
 
 
 def labels_from_features(split: SplitFeatures) -> dict[str, Assessment]:
@@ -128,6 +129,9 @@ def train_gop(
     if opts.negatives:
         from pronscore.training.negatives import with_negatives
 
+        if kind != "gop-gbt":
+            raise CorpusError(f"--negatives trains the gop-gbt reading check; {kind} has none")
+
         train = with_negatives(train, opts.negatives, features_dir)
     dev = load_features(features_dir, opts.dev_split)
     started = time.perf_counter()
@@ -149,7 +153,7 @@ def train_gop(
         "seed": opts.seed,
         "n_train_utterances": n_human,
         "n_train_negatives": len(train.utterances) - n_human,
-        "negatives": opts.negatives,
+        "negatives": list(opts.negatives),
         "dev_pcc": dev_pcc,
         "train_seconds": seconds,
     })  # fmt: skip

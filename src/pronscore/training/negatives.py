@@ -15,9 +15,20 @@ each made from a dataset row and extracted exactly like the real rows (same extr
     0, its stress kept; the other words keep their labels; utterance accuracy, completeness and
     total scaled by the share of words kept; fluency and prosodic kept.
 
+``truncated`` (id ``<id>#cut``)
+    Not a negative but a partial reading: the recording cut at the end of its k-th word (k
+    drawn from 1 .. n-1; the word times come from the split's features in FEATURES_DIR) and
+    scored against the whole text. The words read keep their labels, the others score 0 (stress
+    kept); text-bound utterance scores scale by the share read. A check that tells another text
+    from the right one learns from these that a reading which stops early is still this text.
+
 ``band-8k`` / ``noise`` (ids ``<id>#8k`` / ``<id>#noise``)
     Channel copies: the recording band-limited to 8 kHz, or in white noise at 15 dB SNR, with
-    its own words and human labels (not negatives; made the same way, asked for by ``kinds``).
+    its own words and human labels (not negatives: readings of their text, from which the
+    reading check learns that a phone line or a noisy room is not another text).
+
+In a FEATURES_DIR with per-phone encoder vectors (``features --encoder``) the new rows get
+them too, from the same encoder over each row's own audio.
 
 With ``per_utt`` > 1 the later copies are ``#other2``, ``#sub2``, ... Each source row draws
 from its own random stream (seed, row index), so a run over the first N rows makes the same
@@ -32,15 +43,17 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pronscore.audio import add_noise, band_limit
+from pronscore.constants import SAMPLE_RATE
 from pronscore.errors import CorpusError
 from pronscore.features.cache import UtteranceCache, atomic_write_json
 from pronscore.features.extract import (
@@ -58,15 +71,19 @@ from pronscore.features.extract import (
 from pronscore.text import base_phone
 
 KINDS = ("other-text", "substitute")
+PARTIAL = ("truncated",)
 CHANNEL_SNR_DB = 15.0
 CHANNEL = {
     "band-8k": lambda x, seed: band_limit(x, 8000),
     "noise": lambda x, seed: add_noise(x, CHANNEL_SNR_DB, seed),
 }
 """Channel copies: the recording through a phone line or in white noise, its text and human
-labels unchanged (training for scores that do not move with the microphone)."""
-ALL_KINDS = (*KINDS, *CHANNEL)
-SUFFIX = {"other-text": "other", "substitute": "sub", "band-8k": "8k", "noise": "noise"}
+labels unchanged (readings of this text on another microphone, for the reading check)."""
+ALL_KINDS = (*KINDS, *PARTIAL, *CHANNEL)
+SUFFIX = {
+    "other-text": "other", "substitute": "sub", "truncated": "cut", "band-8k": "8k",
+    "noise": "noise",
+}  # fmt: skip
 LONG_SENTENCE = 8
 """From this many words on, a substitute negative replaces two words."""
 SETTINGS_FILE = "negatives.json"
@@ -96,6 +113,7 @@ class Negative:
     source_index: int
     kind: str
     donor: str | None
+    cut: float | None = None  # seconds of the recording kept (``truncated``)
 
 
 # ---------------------------------------------------------------- labels
@@ -160,6 +178,13 @@ def substitute_row(
         "fluency": row.get("fluency"),
         "prosodic": row.get("prosodic"),
     }
+
+
+def truncated_row(row: dict[str, Any], read: int, uid: str) -> dict[str, Any]:
+    """``row`` read up to (not including) word ``read``: the words after score 0 (stress kept),
+    text-bound utterance scores scale by the share read."""
+    omitted = {i: (w["text"], tuple(w["phones"])) for i, w in enumerate(row["words"]) if i >= read}
+    return substitute_row(row, omitted, uid)
 
 
 def _speaker(row: dict[str, Any]) -> dict[str, Any]:
@@ -239,11 +264,17 @@ def _replacement(
 
 
 def plan_negatives(
-    rows: Sequence[dict[str, Any]], options: NegativeOptions, limit: int | None = None
+    rows: Sequence[dict[str, Any]],
+    options: NegativeOptions,
+    limit: int | None = None,
+    word_ends: Mapping[str, Sequence[float]] | None = None,
 ) -> list[Negative]:
     """The negatives of the first ``limit`` (default all) of ``rows`` (dataset rows without
-    audio); donors and vocabulary come from all ``rows``. Deterministic in options.seed."""
+    audio); donors and vocabulary come from all ``rows``. Deterministic in options.seed.
+    ``word_ends`` (id -> each word's aligned end in s, NaN when not aligned): where a
+    ``truncated`` reading may be cut; rows without them get none."""
     donors, vocab = _Donors(rows), vocabulary(rows)
+    ends = word_ends or {}
     out: list[Negative] = []
     for i, row in enumerate(rows[:limit]):
         rng = np.random.default_rng([options.seed, i])
@@ -251,9 +282,39 @@ def plan_negatives(
         for kind in options.kinds:
             for k in range(options.per_utt):
                 uid = f"{row['id']}#{SUFFIX[kind]}{k + 1 if k else ''}"
-                neg = _one(kind, row, uid, i, rows, donors, vocab, rng, used)
+                if kind in PARTIAL:
+                    neg = _truncated(row, uid, i, ends.get(str(row["id"])), rng)
+                else:
+                    neg = _one(kind, row, uid, i, rows, donors, vocab, rng, used)
                 if neg is not None:
                     out.append(neg)
+    return out
+
+
+def _truncated(row, uid: str, i: int, ends, rng: np.random.Generator) -> Negative | None:
+    """The reading cut after a random number of words (at least one read, one left out)."""
+    n = len(row["words"])
+    if ends is None or n < 2 or len(ends) != n:
+        return None
+    read = int(rng.integers(1, n))
+    cut = float(ends[read - 1])
+    if not np.isfinite(cut) or cut <= 0:
+        return None
+    return Negative(truncated_row(row, read, uid), i, "truncated", None, cut)
+
+
+def word_ends(features: SplitFeatures) -> dict[str, list[float]]:
+    """id -> the aligned end (s) of each word (NaN for a word not aligned), from a split's
+    phone rows."""
+    p = features.phones
+    if not len(p):
+        return {}
+    last = p.groupby([p["id"].astype(str), p["word_index"]])["end"].max()
+    out: dict[str, list[float]] = {}
+    for (uid, wi), end in last.items():
+        words = out.setdefault(uid, [])
+        words.extend([np.nan] * (int(wi) + 1 - len(words)))
+        words[int(wi)] = float(end) if end is not None else np.nan
     return out
 
 
@@ -301,13 +362,44 @@ class _NegativeWorker:
 
     def __call__(self, k: int) -> str:
         neg = self.plan[k]
-        samples = np.asarray(self.audio[neg.source_index]["audio"], dtype=np.float32)
-        if neg.kind in CHANNEL:
-            samples = CHANNEL[neg.kind](samples, neg.source_index)
+        samples = negative_samples(neg, self.audio[neg.source_index]["audio"])
         record, frames = extract_row(neg.row, samples, self.extractor)
         record["utterance"].update(synthetic=neg.kind, donor=neg.donor)
         self.cache.write(neg.row["id"], record, frames)
         return neg.row["id"]
+
+
+def negative_samples(neg: Negative, source: np.ndarray) -> np.ndarray:
+    """The audio of a planned row from its source recording (a channel copy, or cut short)."""
+    samples = np.asarray(source, dtype=np.float32)
+    if neg.kind in CHANNEL:
+        samples = CHANNEL[neg.kind](samples, neg.source_index)
+    if neg.cut is not None:
+        samples = samples[: round(neg.cut * SAMPLE_RATE)]
+    return samples
+
+
+def _encoder_vectors(
+    dataset_dir: str | os.PathLike, out: Path, name: str, split: str, plan: Sequence[Negative],
+    jobs: int, progress: bool,
+) -> None:  # fmt: skip
+    """Per-phone encoder vectors for the new rows when FEATURES_DIR has them (``features
+    --encoder``): the same stage over each row's own audio."""
+    from pronscore.dataset import load_split
+    from pronscore.features.encoder import extract_split_vectors, read_spec
+
+    spec = read_spec(out)
+    if spec is None:
+        return
+    audio = load_split(dataset_dir, split).select_columns(["audio"]).with_format("numpy")
+    by_id = {neg.row["id"]: neg for neg in plan}
+
+    def audio_of(uid: str) -> np.ndarray:
+        neg = by_id[uid]
+        return negative_samples(neg, audio[neg.source_index]["audio"])
+
+    extract_split_vectors(dataset_dir, out, name, spec, threads=jobs, progress=progress,
+                          audio_of=audio_of)  # fmt: skip
 
 
 def _config_for(out: Path, config: ExtractorConfig | None) -> ExtractorConfig:
@@ -315,6 +407,17 @@ def _config_for(out: Path, config: ExtractorConfig | None) -> ExtractorConfig:
     if config is not None:
         return config
     return extractor_config_of(out) if (out / "meta.json").is_file() else RECOMMENDED
+
+
+def _word_ends_of(out: Path, split: str) -> dict[str, list[float]]:
+    """Word end times of ``split`` from FEATURES_DIR ``out`` (truncated readings cut there)."""
+    if not (out / split / "phones.parquet").is_file():
+        raise CorpusError(
+            f"truncated readings are cut at aligned word ends: run `pronscore features` for "
+            f"the {split} split into this FEATURES_DIR first",
+            path=out / split,
+        )
+    return word_ends(load_features(out, split))
 
 
 def _check_settings(split_dir: Path, settings: dict[str, Any]) -> None:
@@ -348,7 +451,8 @@ def make_negatives(
     config = _config_for(out, config)
     name = name or f"{split}_neg"
     rows = list(load_split(dataset_dir, split).remove_columns(["audio"]))
-    plan = plan_negatives(rows, options, limit)
+    ends = _word_ends_of(out, split) if set(options.kinds) & set(PARTIAL) else None
+    plan = plan_negatives(rows, options, limit, ends)
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, config)
     split_dir = out / name
@@ -358,6 +462,7 @@ def make_negatives(
     ids = [neg.row["id"] for neg in plan]
     run_resumable(factory, ids, UtteranceCache(split_dir), jobs=jobs,
                   desc=f"negatives {name}", progress=progress)  # fmt: skip
+    _encoder_vectors(dataset_dir, out, name, split, plan, jobs, progress)
     return split_dir
 
 
@@ -373,14 +478,46 @@ def parse_spec(spec: str) -> tuple[Path, str]:
 
 
 def with_negatives(
-    train: SplitFeatures, spec: str, features_dir: str | os.PathLike
+    train: SplitFeatures, specs: str | Sequence[str], features_dir: str | os.PathLike
 ) -> SplitFeatures:
-    """``train`` followed by the negatives at ``spec`` (``FEATURES_DIR:SPLIT``), which must
-    have been extracted with the same settings as ``features_dir``."""
-    folder, split = parse_spec(spec)
-    if extractor_config_of(folder) != extractor_config_of(features_dir):
-        raise CorpusError(
-            f"negatives made with other extractor settings than {features_dir}",
-            path=folder / "meta.json",
-        )
-    return concat_features([train, load_features(folder, split)])
+    """``train`` followed by the negatives at each of ``specs`` (``FEATURES_DIR:SPLIT``), which
+    must have been extracted with the same settings as ``features_dir``."""
+    splits = [train]
+    for spec in [specs] if isinstance(specs, str) else specs:
+        folder, split = parse_spec(spec)
+        if extractor_config_of(folder) != extractor_config_of(features_dir):
+            raise CorpusError(
+                f"negatives made with other extractor settings than {features_dir}",
+                path=folder / "meta.json",
+            )
+        splits.append(load_features(folder, split))
+    return concat_features(splits)
+
+
+def score_rows(train: SplitFeatures) -> SplitFeatures:
+    """The rows the score models learn from: the human-labelled readings.
+
+    Synthetic rows teach the checks only: as score targets, negatives cost dev PCC (train
+    only, 4,520 other-text + substitute rows: utterance total 0.766 -> 0.753, word accuracy
+    0.609 -> 0.529, phone 0.606 -> 0.533)."""
+    utts = train.utterances
+    if "synthetic" not in utts:
+        return train
+    return train.subset(utts["id"][utts["synthetic"].isna().to_numpy()].astype(str))
+
+
+def replaced_words(split: SplitFeatures) -> np.ndarray:
+    """Per word row of ``split``: a word that a ``substitute`` row put in place of its source's
+    (the source utterance, ``<id>`` of ``<id>#sub``, must be in ``split``)."""
+    w = split.words
+    kind = split.utterances.set_index(split.utterances["id"].astype(str)).get("synthetic")
+    if kind is None or not len(w):
+        return np.zeros(len(w), bool)
+    ids = w["id"].astype(str)
+    sub = ids.map(kind).eq("substitute").to_numpy()
+    source = w.set_index([ids, w["word_index"]])["text"]
+    keys = pd.MultiIndex.from_arrays([ids.str.split("#").str[0], w["word_index"]])
+    before = source.reindex(keys).to_numpy()
+    if sub.any() and pd.isna(before[sub]).any():
+        raise CorpusError("substitute rows without their source utterance", field="id")
+    return sub & (w["text"].to_numpy() != before)

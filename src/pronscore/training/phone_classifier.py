@@ -25,6 +25,7 @@ from pronscore.heads.phone_classifier import (
     scorer_inputs,
 )
 from pronscore.text import PHONE_INDEX, PHONES
+from pronscore.training.negatives import score_rows
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,14 @@ def _correct_rows(split: SplitFeatures, correct: float) -> tuple[np.ndarray, np.
 
 
 def fit_on(split: SplitFeatures, opts: ClassifierOptions) -> PhoneClassifier:
+    split = score_rows(split)  # negatives' phones are not examples of any phone
     if split.phone_vectors is None:
         raise ValueError("these features have no encoder vectors (pronscore features --encoder)")
     return fit_classifier(*_correct_rows(split, opts.correct), opts)
 
 
 def fit_scorer_on(split: SplitFeatures, opts: ClassifierOptions) -> PhoneScorer:
+    split = score_rows(split)
     p = split.phones
     if split.phone_vectors is None or "y_score" not in p:
         raise ValueError("the phone scorer needs per-phone vectors and y_score labels")
