@@ -291,7 +291,9 @@ def plan_negatives(
     return out
 
 
-def _truncated(row, uid: str, i: int, ends, rng: np.random.Generator) -> Negative | None:
+def _truncated(
+    row: dict[str, Any], uid: str, i: int, ends: Sequence[float] | None, rng: np.random.Generator
+) -> Negative | None:
     """The reading cut after a random number of words (at least one read, one left out)."""
     n = len(row["words"])
     if ends is None or n < 2 or len(ends) != n:
