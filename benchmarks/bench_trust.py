@@ -8,7 +8,8 @@ Every number goes through ``Scorer.score`` (the path users run). Parts:
 * ``degrade``: each utterance clean and as degraded copies -- MP3 32 kbit/s (ffmpeg), 8 kHz
   (down and up again), -20 dB gain, 1 s of digital silence at each end, white noise at 10 dB SNR.
   Per copy: PCC of the utterance total with the clean prediction, mean |delta total|, PCC with
-  the human total. Goals (issue 11): PCC >= 0.95 and mean |delta| <= 0.4 (noise: 0.90 / 0.6).
+  the human total, and the share not ``ok`` (the right text called a mismatch or not aligned).
+  Goals (issue 11): PCC >= 0.95 and mean |delta| <= 0.4 (noise: 0.90 / 0.6).
 * ``wrong``: the audio scored against the text of another utterance of the split. Share where
   the right text gets the higher utterance accuracy (goal >= 99%), share where the wrong text gets
   ``status != "ok"`` or total <= 3 (goal >= 95%).
@@ -94,14 +95,18 @@ def part_degrade(scorer, rows, clean) -> dict:
     human = [r["total"] for r in rows]
     ref = [a.utterance.total for a in clean]
     out = {"clean": {"pcc_human": pcc(ref, human)}}
+    out["clean"]["not_ok"] = float(np.mean([a.status != "ok" for a in clean]))
     for name, fn in DEGRADATIONS.items():
-        got = [scorer.score(fn(r["audio"]), r["text"]).utterance.total for r in rows]
+        scored = [scorer.score(fn(r["audio"]), r["text"]) for r in rows]
+        got = [a.utterance.total for a in scored]
         delta = np.abs(np.asarray(got) - np.asarray(ref))
         p_goal, d_goal = GOALS.get(name, (0.95, 0.4))
         out[name] = {
             "pcc_clean": pcc(got, ref),
             "mean_abs_delta": float(delta.mean()),
             "pcc_human": pcc(got, human),
+            # the right text through this channel called a mismatch (or not aligned)
+            "not_ok": float(np.mean([a.status != "ok" for a in scored])),
             "goal": f"pcc >= {p_goal}, |delta| <= {d_goal}",
         }
     return out
