@@ -137,7 +137,11 @@ class GbtHead:
     ) -> tuple[set[str], str]:
         """Aligned readings whose speech does not say their text, and why: the reading check
         when the head has one, else the classifier's threshold (:class:`EncoderChecks`)."""
-        ok = utts["status"].astype(str).eq("ok").to_numpy() if "status" in utts else True
+        ok = (
+            utts["status"].astype(str).eq("ok").to_numpy()
+            if "status" in utts
+            else np.ones(len(utts), bool)
+        )
         if self.reading_check is not None:
             found = self.reading_check.mismatched(u_tab[ok])
             return found, self.reading_check.reason
