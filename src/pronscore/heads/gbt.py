@@ -32,7 +32,7 @@ from pronscore.heads.phone_classifier import (
     PhoneClassifier,
     PhoneScorer,
 )
-from pronscore.heads.reading_check import ReadingCheck
+from pronscore.heads.reading_check import ReadingCheck, aligned
 from pronscore.heads.tables import phone_table, utterance_table, word_table
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
@@ -137,17 +137,13 @@ class GbtHead:
     ) -> tuple[set[str], str]:
         """Aligned readings whose speech does not say their text, and why: the reading check
         when the head has one, else the classifier's threshold (:class:`EncoderChecks`)."""
-        ok = (
-            utts["status"].astype(str).eq("ok").to_numpy()
-            if "status" in utts
-            else np.ones(len(utts), bool)
-        )
+        ok = aligned(utts)
         if self.reading_check is not None:
             found = self.reading_check.mismatched(u_tab[ok])
             return found, self.reading_check.reason
         if self.checks is not None:
-            aligned = set(utts["id"][ok].astype(str))
-            return self.checks.mismatched(phones) & aligned, self.checks.reason
+            ids = set(utts["id"][ok].astype(str))
+            return self.checks.mismatched(phones) & ids, self.checks.reason
         return set(), ""
 
     def phone_vectors(self, split: SplitFeatures) -> np.ndarray | None:
@@ -203,8 +199,8 @@ class GbtHead:
                 config["encoder"] = self.encoder.to_dict()
         if self.checks is not None:
             config["encoder_checks"] = self.checks.to_dict()
-        for key, check in (("reading_check", self.reading_check), ("word_check", self.word_check)):
-            if check is not None:
+        for key in CHECKS:
+            if (check := getattr(self, key)) is not None:
                 check.save(out)
                 config[key] = check.to_dict()
         (out / "config.json").write_text(json.dumps(config, indent=2))

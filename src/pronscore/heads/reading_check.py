@@ -91,5 +91,13 @@ class ReadingCheck:
             ) from exc
 
 
+def aligned(utts: pd.DataFrame) -> np.ndarray:
+    """Per utterance row: the alignment succeeded (``status`` "ok"; all of them without the
+    column). Only aligned readings are checked, and learnt from."""
+    if "status" not in utts:
+        return np.ones(len(utts), bool)
+    return utts["status"].astype(str).eq("ok").to_numpy()
+
+
 def model_file(level: str) -> str:
     return "reading_check.txt" if level == "utterance" else f"{level}_check.txt"

@@ -146,15 +146,9 @@ def fit_gbt(
     head = GbtHead(config, encoder=encoder)
     if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
-    use, other = check_labels(train.utterances)
-    if (use & other).sum() >= MIN_CHECK_ROWS:
-        head.reading_check = _reading_check(head, train, log)
-    elif other.any():
-        log(f"reading check: fewer than {MIN_CHECK_ROWS} aligned other-text rows, none trained")
-    replaced = replaced_words(train)
-    if replaced.sum() >= MIN_CHECK_ROWS:
-        head.word_check = _word_check(head, train, replaced, log)
-    train = score_rows(train)
+    if "synthetic" in train.utterances:  # synthetic rows train the checks, not the trees
+        _fit_checks(head, train, log)
+        train = score_rows(train)
     dev_pcc: dict[str, float | None] = {}
     selection: dict[str, dict[str, int]] = {}
     tr_tabs = _tables(train, config)
@@ -226,11 +220,30 @@ def _with_classifier(
     return train, None if dev is None else replace(dev, phones=head.phone_rows(dev))
 
 
-def _reading_check(head: GbtHead, train: SplitFeatures, log) -> ReadingCheck:
-    """The reading check on the training readings, truncated readings and other-text rows (the
-    phone rows already carry the head's cross-fitted classifier columns)."""
-    use, _ = check_labels(train.utterances)
-    rows = train.subset(train.utterances["id"][use].astype(str))
+def _fit_checks(head: GbtHead, train: SplitFeatures, log) -> None:
+    """The reading check (other-text rows against readings) and the word check (substituted
+    words against the readings' words), each where there are enough rows for it."""
+    use, other = check_labels(train.utterances)
+    if (use & other).sum() >= MIN_CHECK_ROWS:
+        head.reading_check = _reading_check(head, train.subset(_ids(train, use)), log)
+    elif other.any():
+        log(f"reading check: fewer than {MIN_CHECK_ROWS} aligned other-text rows, none trained")
+    kind = train.utterances["synthetic"]
+    words = train.subset(_ids(train, (kind.isna() | kind.eq("substitute")).to_numpy()))
+    replaced = replaced_words(words)
+    if replaced.sum() >= MIN_CHECK_ROWS:
+        head.word_check = _word_check(head, words, replaced, log)
+
+
+def _ids(split: SplitFeatures, rows: np.ndarray) -> pd.Series:
+    """The ids of the utterance rows ``rows`` (a boolean mask)."""
+    return split.utterances["id"][rows].astype(str)
+
+
+def _reading_check(head: GbtHead, rows: SplitFeatures, log) -> ReadingCheck:
+    """The reading check on the rows it learns from (:func:`check_labels`: readings and
+    other-text rows; the phone rows already carry the head's cross-fitted classifier
+    columns)."""
     u = rows.utterances
     table = utterance_table(u, rows.words, rows.phones, head.config.feature_set)
     groups = _speaker_of(u).reindex(u["id"].astype(str)).to_numpy()
@@ -241,14 +254,14 @@ def _reading_check(head: GbtHead, train: SplitFeatures, log) -> ReadingCheck:
     return check
 
 
-def _word_check(head: GbtHead, train: SplitFeatures, replaced: np.ndarray, log) -> ReadingCheck:
+def _word_check(head: GbtHead, rows: SplitFeatures, replaced: np.ndarray, log) -> ReadingCheck:
     """The word check on the words of the training readings and the replaced words of the
-    substitute rows (word design matrix with the head's cross-fitted classifier columns)."""
-    u = train.utterances
-    human_ids = set(u["id"][u["synthetic"].isna().to_numpy()].astype(str))
-    w = train.words
+    substitute rows (``rows``: those utterances; ``replaced`` marks their word rows; word
+    design matrix with the head's cross-fitted classifier columns)."""
+    u, w = rows.utterances, rows.words
+    human_ids = set(_ids(rows, u["synthetic"].isna().to_numpy()))
     keep = replaced | w["id"].astype(str).isin(human_ids).to_numpy()
-    table = word_table(w, train.phones, u)[keep]
+    table = word_table(w, rows.phones, u)[keep]
     groups = w["id"].astype(str).map(_speaker_of(u))
     opts = CheckOptions(seed=head.config.seed, threads=head.config.threads)
     accuracy = w["y_accuracy"].to_numpy(float)[keep]

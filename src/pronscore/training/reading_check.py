@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pronscore.heads.reading_check import ReadingCheck
+from pronscore.heads.reading_check import ReadingCheck, aligned
 from pronscore.training.negatives import CHANNEL
 
 OTHER_TEXT = "other-text"
@@ -49,9 +49,8 @@ def check_labels(utts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(rows the check learns from, 1 for another text) for a split's utterances: aligned
     human readings, readings cut short or through another channel, and other-text rows."""
     kind = utts["synthetic"] if "synthetic" in utts else pd.Series(None, index=utts.index)
-    ok = utts["status"].astype(str).eq("ok").to_numpy() if "status" in utts else True
     human = kind.isna().to_numpy()
-    use = ok & (human | kind.isin([OTHER_TEXT, *READINGS]).to_numpy())
+    use = aligned(utts) & (human | kind.isin([OTHER_TEXT, *READINGS]).to_numpy())
     return use, kind.eq(OTHER_TEXT).to_numpy()
 
 
