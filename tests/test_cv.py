@@ -107,6 +107,33 @@ def test_every_utterance_is_predicted_once_by_a_model_that_never_saw_its_speaker
     assert sum(f["n_utterances"] for f in result.metrics["folds"]) == 140
 
 
+def test_an_ensemble_cv_scores_the_seeds_averaged_predictions(data):
+    from pronscore.evaluation.cv_report import cv_command, scored_folds
+    from pronscore.evaluation.metrics import evaluate_assessments
+    from pronscore.heads.ensemble import average_assessments
+    from pronscore.training.gop_baselines import labels_from_features, speaker_meta
+
+    opts = CvOptions(folds=3, seeds=(1, 2), ensemble=True, **TINY)
+    result = cross_validate("gop-gbt", data, opts, log=lambda *_: None)
+    by_seed: dict = {}
+    for seed, _, uid, a in result.predictions:
+        by_seed.setdefault(seed, {})[uid] = a
+    assert set(by_seed) == {1, 2, "ensemble"}
+    mean = {i: average_assessments([by_seed[1][i], by_seed[2][i]]) for i in by_seed[1]}
+    assert {i: a.utterance for i, a in mean.items()} == {
+        i: a.utterance for i, a in by_seed["ensemble"].items()
+    }
+    refs, meta = labels_from_features(data), speaker_meta(data)
+    want = evaluate_assessments(refs, mean, meta, n_boot=0)
+    m = result.metrics
+    for level, aspect in (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy")):
+        assert m["pooled"][level][aspect]["pcc"] == pytest.approx(want[level][aspect]["pcc"])
+    singles = [r["metrics"]["utterance"]["total"]["pcc"] for r in m["pooled_by_seed"]]
+    assert m["pooled"]["utterance"]["total"]["pcc"] not in singles
+    assert [f["fold"] for f in scored_folds(m)] == [0, 1, 2] and len(m["folds"]) == 6
+    assert " --seeds 1,2 --ensemble " in cv_command({**m, "features_dir": "F"})
+
+
 def _write_features(root: Path, splits) -> None:
     for name, split in zip(("train", "dev"), splits, strict=True):
         d = root / name

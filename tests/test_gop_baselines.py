@@ -226,5 +226,8 @@ def test_phone_rows_see_their_neighbours_and_their_utterance_level(splits) -> No
     assert t["prev_p_lpp"].iloc[1:].tolist() == pytest.approx(lpp[:-1].tolist())
     assert t["next_p_lpp"].iloc[:-1].tolist() == pytest.approx(lpp[1:].tolist())
     assert t["rel_p_lpp"].tolist() == pytest.approx((lpp - lpp.mean()).tolist())
+    assert t["umean_p_lpp"].tolist() == pytest.approx([lpp.mean()] * len(lpp))
+    word_mean = p.groupby("word_index")["p_lpp"].transform("mean").to_numpy()
+    assert t["wmean_p_lpp"].tolist() == pytest.approx(word_mean.tolist())
     other = phone_table(dev.phones, dev.words, dev.utterances)
     assert pd.isna(other.loc["d0001"]["prev_p_lpp"].iloc[0])  # no neighbour from d0000

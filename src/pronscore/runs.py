@@ -27,6 +27,7 @@ PREDICTORS: dict[str, str] = {
     "gop-blstm": "pronscore.heads.blstm:BlstmHead",
     "hier": "pronscore.heads.hier_head:HierHead",
     "ssl": "pronscore.heads.ssl:SslPredictor",
+    "ensemble": "pronscore.heads.ensemble:EnsembleHead",
 }
 
 

@@ -1,9 +1,10 @@
 """Speaker-grouped K-fold cross-validation of a head over the labelled splits of a FEATURES_DIR.
 
-    pronscore cv gop-gbt --features FEATURES_DIR --folds 5 --out CV_DIR [--seeds 1]
+    pronscore cv gop-gbt --features FEATURES_DIR --folds 5 --out CV_DIR [--seeds 1] [--ensemble]
 
 Writes ``CV_DIR/cv.json`` (the ``pronscore evaluate`` layout per fold in ``folds`` and for the
-pooled out-of-fold predictions in ``pooled``) and ``CV_DIR/predictions.jsonl`` (id, seed, fold
+pooled out-of-fold predictions in ``pooled``; with ``--ensemble`` the seeds' averaged predictions,
+per fold in ``ensemble_folds``) and ``CV_DIR/predictions.jsonl`` (id, seed, fold
 and the out-of-fold assessment), atomically; prints a short table.
 """
 
@@ -26,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold-seed", type=int, default=1, help="speaker -> fold assignment")
     p.add_argument(
         "--seeds", type=_ints, default=(1,), help="model seeds, comma-separated (one CV each)"
+    )
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="score the seeds' averaged predictions, as `train default --ensemble N` serves them",
     )
     p.add_argument(
         "--val-fraction",
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         recipe=recipe_option.from_args(args),
         epochs=args.epochs,
         inputs=args.inputs,
+        ensemble=args.ensemble,
     )
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     data = concat_features([load_features(args.features, s) for s in splits])
@@ -104,7 +111,10 @@ def summary(metrics: dict, format_table) -> str:
         f"{_pcc(f)}"
         for f in metrics["folds"]
     ]
-    lines.append(f"pooled out-of-fold (seed {metrics['seeds'][0]}):")
+    for f in metrics.get("ensemble_folds", []):
+        lines.append(f"ensemble fold {f['fold']}: utterance total PCC {_pcc(f)}")
+    what = "the seeds' average" if "ensemble_folds" in metrics else f"seed {metrics['seeds'][0]}"
+    lines.append(f"pooled out-of-fold ({what}):")
     lines.append(format_table(m))
     for g in ("child", "adult"):
         sub = m.get("subgroups", {}).get(g)

@@ -23,6 +23,7 @@ from typing import Any
 from pronscore.atomic import atomic_write_text, replace_dir
 from pronscore.commands import encoder as encoder_option
 from pronscore.commands import recipe as recipe_option
+from pronscore.errors import CorpusError
 from pronscore.features.deep import DEFAULT_WHISPER
 from pronscore.training.recipe import GOP_ONLY, MIN_ROUNDS, SHIPPED, Recipe
 
@@ -36,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the scorer folder to write")
     p.add_argument("--jobs", type=int, default=1, help="processes for feature extraction")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N heads with seeds SEED..SEED+N-1 and average their scores (a seed "
+        "ensemble; `pronscore cv --seeds ... --ensemble` measures it)",
+    )
     p.add_argument(
         "--negatives",
         metavar="FEATURES_DIR:SPLIT",
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         features_dir=args.features,
         jobs=args.jobs,
         seed=args.seed,
+        members=args.ensemble,
         negatives=tuple(args.negatives or ()),
         cv_dir=args.cv,
         progress=not args.quiet,
@@ -96,12 +106,15 @@ def _train_head(
     encoder_name: str = DEFAULT_WHISPER,
     sizes: dict[str, dict[str, int]] | None = None,
     recipe: Recipe = SHIPPED,
+    members: int = 1,
 ) -> dict[str, Any]:
     """The GBT head (all features) on train (+ negatives), model-selected on dev (human labels
     only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
-    saved as a RUN_DIR."""
+    saved as a RUN_DIR. ``members`` > 1: a seed ensemble of such heads (seeds ``seed``,
+    ``seed + 1``, ...); the negatives train only the first one's checks, which speak for it."""
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import concat_features, load_features
+    from pronscore.heads.ensemble import EnsembleHead
     from pronscore.heads.gbt import GbtConfig
     from pronscore.training.gbt import fit_gbt
     from pronscore.training.negatives import with_negatives
@@ -111,23 +124,34 @@ def _train_head(
     if sizes is not None:
         train, dev = concat_features([train, dev]), None
     n_human = len(train.utterances)
-    if negatives:
-        train = with_negatives(train, negatives, features_dir)
+    with_neg = with_negatives(train, negatives, features_dir) if negatives else train
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
-    config = GbtConfig(feature_set="all", seed=seed, **recipe.gbt_options())
-    head, dev_pcc = fit_gbt(train, dev, config, encoder=spec, sizes=sizes)
-    # Scoring one recording is a handful of rows: one thread is faster than a team.
-    head.config = replace(head.config, threads=1)
-    head.extra.update({
-        "dev_pcc": dev_pcc,
+    heads, dev_pccs = [], []
+    for k in range(members):
+        config = GbtConfig(feature_set="all", seed=seed + k, **recipe.gbt_options())
+        head, dev_pcc = fit_gbt(with_neg if k == 0 else train, dev, config, encoder=spec,
+                                sizes=sizes)  # fmt: skip
+        # Scoring one recording is a handful of rows: one thread is faster than a team.
+        head.config = replace(head.config, threads=1)
+        heads.append(head)
+        dev_pccs.append(dev_pcc)
+    extra = {
+        "dev_pcc": dev_pccs[0],
         "n_train_utterances": n_human,
-        "n_train_negatives": len(train.utterances) - n_human,
+        "n_train_negatives": len(with_neg.utterances) - n_human,
         "negatives": list(negatives),
         "refit": sizes is not None,
-    })  # fmt: skip
-    head.save_pretrained(out)
-    return {**head.extra, "encoder": spec}
+    }
+    if members == 1:
+        heads[0].extra.update(extra)
+        heads[0].save_pretrained(out)
+        return {**heads[0].extra, "encoder": spec}
+    names = tuple(f"seed-{seed + k}" for k in range(members))
+    extra.update(members_dev_pcc=dev_pccs, seeds=[seed + k for k in range(members)])
+    EnsembleHead(tuple(heads), names, extra).save_pretrained(out)
+    checks = {k: heads[0].extra[k] for k in ("reading_check", "word_check") if k in heads[0].extra}
+    return {**extra, **checks, "encoder": spec}
 
 
 def train_default(
@@ -143,6 +167,7 @@ def train_default(
     encoder_name: str = DEFAULT_WHISPER,
     refit: bool = False,
     recipe: Recipe = SHIPPED,
+    members: int = 1,
 ) -> dict[str, Any]:
     """Train, evaluate on dev and write the scorer folder; returns the dev metrics JSON.
 
@@ -168,10 +193,12 @@ def train_default(
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
     cv = read_cv(cv_dir) if cv_dir else None
-    sizes = _refit_sizes(cv, cv_dir, recipe) if refit else None
+    if members < 1:
+        raise CorpusError(f"--ensemble {members}: at least one head", field="ensemble")
+    sizes = _refit_sizes(cv, cv_dir, recipe, members) if refit else None
 
     with replace_dir(out) as model:
-        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, recipe)
+        extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, recipe, members)
         atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -190,6 +217,7 @@ def train_default(
             refit=refit,
             recipe=recipe,
             checks={k: extra[k] for k in ("reading_check", "word_check") if k in extra},
+            members=members,
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -227,9 +255,8 @@ def _row(m: dict[str, Any]) -> str:
 
 
 def _refit_sizes(
-    cv: dict[str, Any] | None, cv_dir: Any, recipe: Recipe
+    cv: dict[str, Any] | None, cv_dir: Any, recipe: Recipe, members: int = 1
 ) -> dict[str, dict[str, int]]:
-    from pronscore.errors import CorpusError
     from pronscore.training.gbt import sizes_from_cv
 
     if cv is None:
@@ -246,6 +273,15 @@ def _refit_sizes(
             path=cv_dir,
             field="options",
         )
+    options = cv.get("options") or {}
+    measured_members = len(options.get("seeds") or [1]) if options.get("ensemble") else 1
+    if measured_members != members:
+        raise CorpusError(
+            f"this cross-validation measured {measured_members} head(s) averaged: refit with "
+            f"--ensemble {measured_members}, or cross-validate this one",
+            path=cv_dir,
+            field="options.ensemble",
+        )
     sizes = sizes_from_cv(cv.get("folds", []))
     if not sizes:
         raise CorpusError(
@@ -258,6 +294,8 @@ def _refit_sizes(
 
 def _cv_section(cv: dict[str, Any] | None) -> str:
     """Pooled out-of-fold numbers of `pronscore cv` for the same recipe (train + dev)."""
+    from pronscore.evaluation.cv_report import scored_folds
+
     if not cv:
         return ""
     pooled = cv["pooled"]
@@ -275,7 +313,7 @@ def _cv_section(cv: dict[str, Any] | None) -> str:
         for g in ("child", "adult")
         if g in pooled.get("subgroups", {})
     )
-    folds = ", ".join(f"{f['utterance']['total']['pcc']:.3f}" for f in cv["folds"])
+    folds = ", ".join(f"{f['utterance']['total']['pcc']:.3f}" for f in scored_folds(cv))
     table = "\n".join(rows)
     return f"""
 ## Speaker-grouped cross-validation
@@ -304,6 +342,7 @@ def model_card(
     refit: bool = False,
     recipe: Recipe = GOP_ONLY,
     checks: dict[str, dict[str, float]] | None = None,
+    members: int = 1,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -415,6 +454,16 @@ def model_card(
         else "the phone\n  the free loop chose for most of its frames"
     )
     fv_flag, no_fv = recipe.cv_flags(), recipe.train_flags()
+    if members > 1:
+        fv_flag += f" --seeds {','.join(str(k + 1) for k in range(members))} --ensemble"
+        no_fv += f" --ensemble {members}"
+    ensemble = (
+        f"\n- A seed ensemble: {members} such heads trained with consecutive seeds "
+        "(`members/seed-*`), their\n  scores averaged; the first one's checks decide the "
+        "status and the flags."
+        if members > 1
+        else ""
+    )
     more = ("", " --kinds truncated --name train_cut", " --kinds band-8k,noise --name train_ch")
     neg_cmds = "".join(
         f"\n    pronscore negatives data/so762 --out {fdir}{m}" for m in more
@@ -445,7 +494,7 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
   Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, {heard},
   when that is another phone.
 {enc_model}{frame_model}- Head: LightGBM gradient-boosted trees on all features (kind
-  `{HEAD_KIND}`, text model files + JSON config, no pickles).
+  `{HEAD_KIND}`, text model files + JSON config, no pickles).{ensemble}
 - Pronunciations: the Speechocean762 lexicon (`lexicon.txt`, CC BY 4.0), then CMUdict, then
   a rule-based letter-to-sound fallback (flagged in the result's `reason`).
 

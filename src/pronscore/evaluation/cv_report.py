@@ -51,8 +51,13 @@ FOLD_MEANS = (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy"
 def fold_mean(cv: dict[str, Any], level: str, aspect: str) -> float | None:
     """Mean over folds of each fold's own PCC: unlike the pooled PCC, blind to folds' models
     being scaled differently (pooled below it: the folds' predictions disagree in scale)."""
-    pccs = [(f.get(level) or {}).get(aspect, {}).get("pcc") for f in cv.get("folds", [])]
+    pccs = [(f.get(level) or {}).get(aspect, {}).get("pcc") for f in scored_folds(cv)]
     return None if not pccs or None in pccs else sum(pccs) / len(pccs)
+
+
+def scored_folds(cv: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-fold metrics of what ``pooled`` scores: a seed ensemble's own folds."""
+    return cv.get("ensemble_folds") or cv.get("folds", [])
 
 
 def _mean_cells(cv: dict[str, Any]) -> str:
@@ -68,7 +73,7 @@ def row(name: str, cv: dict[str, Any]) -> str:
         f"{_pcc(_group(pooled, 'adult', lvl, a), False)}"
         for lvl, a in (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy"))
     ]
-    folds = ", ".join(f"{f['utterance']['total']['pcc']:.3f}" for f in cv["folds"])
+    folds = ", ".join(f"{f['utterance']['total']['pcc']:.3f}" for f in scored_folds(cv))
     cpu = f"{cv.get('cpu_seconds', 0):.0f}"
     return "| " + " | ".join([name, *cells, *groups, _mean_cells(cv), folds, cpu]) + " |"
 
@@ -118,6 +123,8 @@ def cv_command(cv: dict[str, Any]) -> str:
         parts += ["--fold-seed", str(cv["fold_seed"])]
     if list(o.get("seeds") or [1]) != [1]:
         parts += ["--seeds", ",".join(map(str, o["seeds"]))]
+    if o.get("ensemble"):
+        parts.append("--ensemble")
     if o.get("feature_set", "all") != "all":
         parts += ["--feature-set", str(o["feature_set"])]
     parts += Recipe.from_options(o).cv_flags().split()

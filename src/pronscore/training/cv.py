@@ -8,7 +8,9 @@ splits (train + dev) is scored once by a model that never saw them:
 - for fold k the head is trained on the other folds; its own early stopping / model selection
   uses validation speakers cut from those training folds (never fold k);
 - the out-of-fold predictions of all folds are pooled and scored with
-  :func:`~pronscore.evaluation.metrics.evaluate_assessments`, per fold and pooled.
+  :func:`~pronscore.evaluation.metrics.evaluate_assessments`, per fold and pooled;
+- with ``ensemble``, the seeds' predictions are averaged as a served seed ensemble averages them
+  (:func:`~pronscore.heads.ensemble.average_assessments`), and that is what is scored.
 
 Labels are the feature tables' ``y_*`` columns through
 :func:`~pronscore.training.gop_baselines.labels_from_features` (the one table -> Assessment
@@ -51,6 +53,7 @@ class CvOptions:
     recipe: Recipe = GOP_ONLY  # gop-gbt: what the trees read and how they are fitted
     epochs: int | None = None  # gop-blstm / hier (None: the kind's default)
     inputs: str = "gop"  # hier
+    ensemble: bool = False  # score the seeds' averaged predictions (a seed ensemble)
 
     def to_dict(self) -> dict[str, Any]:
         """cv.json ``options``: the recipe's flags beside the others (one flat record)."""
@@ -201,10 +204,11 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
 
 @dataclass
 class CvResult:
-    """``metrics``: the cv.json dict; ``predictions``: (seed, fold, id, Assessment) rows."""
+    """``metrics``: the cv.json dict; ``predictions``: (seed, fold, id, Assessment) rows (seed
+    ``"ensemble"``: the seeds' average)."""
 
     metrics: dict[str, Any]
-    predictions: list[tuple[int, int, str, Assessment]]
+    predictions: list[tuple[int | str, int, str, Assessment]]
 
 
 def cross_validate(
@@ -271,7 +275,24 @@ def cross_validate(
 
         metrics["pooled_by_seed"] = repeats
         metrics["pooled_mean"] = evaluate_seeds(refs, oofs, n_boot=opts.bootstrap)
+    if opts.ensemble:
+        metrics.update(_ensemble(refs, meta, oofs, plans, utts, opts, rows))
     return CvResult(metrics, rows)
+
+
+def _ensemble(refs, meta, oofs, plans, utts, opts: CvOptions, rows: list) -> dict[str, Any]:
+    """``pooled`` and ``ensemble_folds`` of the seeds' averaged predictions (rows appended)."""
+    from pronscore.heads.ensemble import average_assessments
+
+    mean = {i: average_assessments([o[i] for o in oofs]) for i in oofs[0]}
+    folds = []
+    for p in plans:
+        test_ids = _ids_of(utts, p.test)
+        rows.extend(("ensemble", p.fold, i, mean[i]) for i in test_ids)
+        m = evaluate_assessments({i: refs[i] for i in test_ids}, mean, meta, n_boot=opts.bootstrap)
+        folds.append({"seed": "ensemble", "fold": p.fold, **m})
+    return {"pooled": evaluate_assessments(refs, mean, meta, n_boot=opts.bootstrap),
+            "ensemble_folds": folds}  # fmt: skip
 
 
 def _fold_info(p: FoldPlan, utts: pd.DataFrame) -> dict[str, Any]:
