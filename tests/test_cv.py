@@ -108,7 +108,7 @@ def test_every_utterance_is_predicted_once_by_a_model_that_never_saw_its_speaker
 
 
 def test_an_ensemble_cv_scores_the_seeds_averaged_predictions(data):
-    from pronscore.evaluation.cv_report import cv_command, scored_folds
+    from pronscore.evaluation.cv_report import cv_command, render_cv, scored_folds
     from pronscore.evaluation.metrics import evaluate_assessments
     from pronscore.heads.ensemble import average_assessments
     from pronscore.training.gop_baselines import labels_from_features, speaker_meta
@@ -132,6 +132,8 @@ def test_an_ensemble_cv_scores_the_seeds_averaged_predictions(data):
     assert m["pooled"]["utterance"]["total"]["pcc"] not in singles
     assert [f["fold"] for f in scored_folds(m)] == [0, 1, 2] and len(m["folds"]) == 6
     assert " --seeds 1,2 --ensemble " in cv_command({**m, "features_dir": "F"})
+    alone = m["pooled_mean"]["utterance"]["total"]["pcc"]
+    assert f"(the seeds alone, mean PCC: utterance total {alone:.3f}, " in render_cv({"e": m})
 
 
 def _write_features(root: Path, splits) -> None:
@@ -184,6 +186,7 @@ def test_cli_writes_cv_json_and_out_of_fold_predictions(splits, tmp_path, capsys
     made = f"pronscore cv gop-gbt --features {tmp_path / 'feats'} --folds 3 --num-leaves 7"
     assert f"- gbt, all: `{made} --max-rounds 20`" in md.read_text()  # how to remake the row
     assert main(["report", "cv", str(out), "--out", str(md)]) == 2  # NAME= missing
+    assert main(["report", "cv", f"a={out}", f"a={out}", "--out", str(md)]) == 2  # one name twice
 
 
 def test_refit_sizes_are_the_folds_most_chosen_leaves_and_median_rounds():

@@ -152,6 +152,9 @@ def run_cv(args: argparse.Namespace) -> int:
         if not sep or not name or not folder:
             print(f"error: {spec!r}: expected NAME=CV_DIR", file=sys.stderr)
             return 2
+        if name in runs:  # a second row of the same name would replace the first
+            print(f"error: two rows named {name!r}", file=sys.stderr)
+            return 2
         runs[name] = read_cv(folder)
     command = shlex.join(["pronscore", "report", "cv", *args.runs, "--out", str(args.out)])
     atomic_write_bytes(args.out, render_cv(runs, command).encode("utf-8"))

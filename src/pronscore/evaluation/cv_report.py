@@ -101,7 +101,7 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [row(name, cv) for name, cv in runs.items()]
     lines += ["", "## How each row was made", ""]
-    lines += [f"- {name}: `{cv_command(cv)}`" for name, cv in runs.items()]
+    lines += [f"- {name}: `{cv_command(cv)}`{_seeds_note(cv)}" for name, cv in runs.items()]
     lines += [
         "",
         "FEATURES_DIR from `pronscore features data/so762 --out DIR --jobs 2` (with `--encoder "
@@ -110,6 +110,20 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
         "are process time on a 2-core machine shared with other jobs.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _seeds_note(cv: dict[str, Any]) -> str:
+    """For a seed ensemble: what its seeds scored alone (their mean), so the row shows what
+    the averaging adds over a single model and what is seed luck."""
+    alone = cv.get("pooled_mean") if cv.get("ensemble_folds") else None
+    if not alone:
+        return ""
+    cells = [
+        f"{lvl} {a} {alone[lvl][a]['pcc']:.3f}"
+        for lvl, a in (*FOLD_MEANS[:1], ("utterance", "prosodic"), *FOLD_MEANS[1:])
+        if a in alone.get(lvl, {})
+    ]
+    return f" (the seeds alone, mean PCC: {', '.join(cells)})"
 
 
 def cv_command(cv: dict[str, Any]) -> str:
