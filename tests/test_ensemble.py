@@ -116,3 +116,12 @@ def test_a_refit_repeats_the_ensemble_its_cross_validation_measured() -> None:
     assert _refit_sizes(cv, "cv", SHIPPED, 3)["utterance/y_total"]["rounds"] == 120
     with pytest.raises(CorpusError, match="--ensemble 3"):
         _refit_sizes(cv, "cv", SHIPPED, 1)
+
+
+def test_an_ensemble_of_no_heads_is_refused_before_any_work(tmp_path: Path) -> None:
+    from pronscore.commands.train_default import train_default
+    from pronscore.errors import CorpusError
+
+    with pytest.raises(CorpusError, match="--ensemble 0: at least one head"):
+        train_default(tmp_path / "no-data", tmp_path / "out", members=0)
+    assert not any(tmp_path.iterdir())  # nothing extracted, nothing written

@@ -180,6 +180,8 @@ def train_default(
     from pronscore.features.extract import RECOMMENDED, extract_dataset, extractor_config_of
     from pronscore.scorer import LEXICON_FILE, SCORER_FILE, ScorerConfig, packaged_lexicon
 
+    if members < 1:  # before any feature extraction
+        raise CorpusError(f"--ensemble {members}: at least one head", field="ensemble")
     out = Path(out_dir)
     feats = Path(features_dir) if features_dir else out.with_name(out.name + "-features")
     if features_dir is None or not (feats / "dev" / "utterances.parquet").is_file():
@@ -193,8 +195,6 @@ def train_default(
         )
     config = ScorerConfig(extractor=extractor_config_of(feats))  # a head sees what it was fit on
     cv = read_cv(cv_dir) if cv_dir else None
-    if members < 1:
-        raise CorpusError(f"--ensemble {members}: at least one head", field="ensemble")
     sizes = _refit_sizes(cv, cv_dir, recipe, members) if refit else None
 
     with replace_dir(out) as model:
