@@ -115,7 +115,7 @@ def _train_head(
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.ensemble import EnsembleHead
-    from pronscore.heads.gbt import GbtConfig
+    from pronscore.heads.gbt import CHECKS, GbtConfig
     from pronscore.training.gbt import fit_gbt
     from pronscore.training.negatives import with_negatives
 
@@ -143,14 +143,14 @@ def _train_head(
         "negatives": list(negatives),
         "refit": sizes is not None,
     }
+    checks = {k: heads[0].extra[k] for k in CHECKS if k in heads[0].extra}
     if members == 1:
         heads[0].extra.update(extra)
         heads[0].save_pretrained(out)
-        return {**heads[0].extra, "encoder": spec}
-    names = tuple(f"seed-{seed + k}" for k in range(members))
-    extra.update(members_dev_pcc=dev_pccs, seeds=[seed + k for k in range(members)])
-    EnsembleHead(tuple(heads), names, extra).save_pretrained(out)
-    checks = {k: heads[0].extra[k] for k in ("reading_check", "word_check") if k in heads[0].extra}
+    else:
+        names = tuple(f"seed-{seed + k}" for k in range(members))
+        extra.update(members_dev_pcc=dev_pccs, seeds=[seed + k for k in range(members)])
+        EnsembleHead(tuple(heads), names, extra).save_pretrained(out)
     return {**extra, **checks, "encoder": spec}
 
 
@@ -178,6 +178,7 @@ def train_default(
     from pronscore.evaluation.metrics import evaluate_assessments
     from pronscore.evaluation.scoring import score_split
     from pronscore.features.extract import RECOMMENDED, extract_dataset, extractor_config_of
+    from pronscore.heads.gbt import CHECKS
     from pronscore.scorer import LEXICON_FILE, SCORER_FILE, ScorerConfig, packaged_lexicon
 
     if members < 1:  # before any feature extraction
@@ -216,7 +217,7 @@ def train_default(
             extra["encoder"],
             refit=refit,
             recipe=recipe,
-            checks={k: extra[k] for k in ("reading_check", "word_check") if k in extra},
+            checks={k: extra[k] for k in CHECKS if k in extra},
             members=members,
         )
         atomic_write_text(model / "README.md", card)

@@ -77,8 +77,7 @@ class EnsembleHead:
     def __post_init__(self) -> None:
         if not self.members:
             raise ModelError("an ensemble needs at least one member")
-        specs = {json.dumps(_spec(m), sort_keys=True) for m in self.members}
-        if len(specs) > 1:
+        if len({getattr(m, "encoder", None) for m in self.members}) > 1:
             raise ModelError("ensemble members read different encoders")
 
     @property
@@ -114,8 +113,3 @@ class EnsembleHead:
         members = tuple(load_predictor(d / MEMBERS_DIR / n) for n in names)
         extra = {k: v for k, v in config.items() if k not in ("kind", "members")}
         return cls(members, tuple(names), extra)
-
-
-def _spec(member: Predictor) -> Any:
-    spec = getattr(member, "encoder", None)
-    return None if spec is None else spec.to_dict()

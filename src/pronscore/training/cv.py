@@ -20,7 +20,7 @@ conversion); failed alignments are kept and scored as the head's ``predict_featu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +88,14 @@ def _shuffled_groups(groups: Mapping[str, str], rng: np.random.Generator) -> lis
     for spk in sorted(groups):
         by.setdefault(groups[spk], []).append(spk)
     return [rng.permutation(by[g]).tolist() for g in sorted(by)]
+
+
+def deal_units(units: Iterable[str], k: int, seed: int) -> dict[str, int]:
+    """unit -> fold in ``range(k)``: the distinct units, sorted, shuffled with ``seed`` and dealt
+    out in turn (the inner folds of cross-fitting and of the checks' thresholds, which need no
+    age balance)."""
+    order = np.random.default_rng(seed).permutation(np.array(sorted(set(units))))
+    return {u: i % k for i, u in enumerate(order)}
 
 
 def assign_folds(groups: Mapping[str, str], k: int, seed: int) -> dict[str, int]:

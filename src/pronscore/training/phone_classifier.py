@@ -25,6 +25,7 @@ from pronscore.heads.phone_classifier import (
     scorer_inputs,
 )
 from pronscore.text import PHONE_INDEX, PHONES
+from pronscore.training.cv import deal_units
 from pronscore.training.negatives import score_rows
 
 
@@ -148,9 +149,7 @@ def cross_fitted_columns(
         units = ids
     if units.nunique() < 2:
         raise ValueError("cross-fitting the phone classifier needs two or more utterances")
-    rng = np.random.default_rng(opts.seed)
-    order = rng.permutation(np.array(sorted(set(units))))
-    group = {u: i % opts.inner_folds for i, u in enumerate(order)}
+    group = deal_units(units, opts.inner_folds, opts.seed)
     utt_group = dict(zip(ids, units.map(group), strict=True))
     row_group = split.phones["id"].astype(str).map(utt_group).to_numpy()
     names = (*COLUMNS, SCORE_COLUMN) if scorer else COLUMNS

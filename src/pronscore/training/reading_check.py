@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pronscore.heads.reading_check import ReadingCheck, aligned
+from pronscore.training.cv import deal_units
 from pronscore.training.negatives import CHANNEL
 
 OTHER_TEXT = "other-text"
@@ -72,9 +73,7 @@ def _fit(x: np.ndarray, y: np.ndarray, opts: CheckOptions) -> Any:
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, opts: CheckOptions) -> np.ndarray:
     """Each row's probability from a booster trained without its group's rows."""
-    rng = np.random.default_rng(opts.seed)
-    units = rng.permutation(np.unique(groups))
-    fold = dict(zip(units, np.arange(len(units)) % opts.folds, strict=True))
+    fold = deal_units(groups, opts.folds, opts.seed)
     row_fold = np.array([fold[g] for g in groups])
     out = np.full(len(y), np.nan)
     for k in range(opts.folds):
