@@ -131,3 +131,20 @@ def test_the_report_names_the_frame_vectors_flag_of_a_cross_validation() -> None
           "options": {"frame_vectors": True}}  # fmt: skip
     assert cv_command(cv) == "pronscore cv gop-gbt --features data/feats --folds 5 --frame-vectors"
     assert "--frame-vectors" not in cv_command({**cv, "options": {}})
+
+
+def test_recipe_flags_default_to_the_shipped_recipe_in_train_and_to_gop_only_in_cv() -> None:
+    from pronscore.cli import build_parser
+    from pronscore.commands.recipe import from_args
+    from pronscore.training.recipe import GOP_ONLY, SHIPPED, Recipe
+
+    def parse(*argv: str):
+        return build_parser(list(argv)).parse_args(list(argv))
+
+    train = parse("train", "default", "--data", "d", "--features", "f", "--out", "o")
+    cv = parse("cv", "gop-gbt", "--features", "f", "--out", "o")
+    assert from_args(train) == SHIPPED and not SHIPPED.stacked
+    assert from_args(cv) == GOP_ONLY
+    stacked = Recipe(stacked=True)
+    assert stacked.cv_flags() == " --frame-vectors --phone-scorer --round-floor --stacked"
+    assert stacked.train_flags() == " --stacked" and SHIPPED.train_flags() == ""

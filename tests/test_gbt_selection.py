@@ -40,7 +40,7 @@ def test_the_round_floor_keeps_trees_early_stopping_would_cut() -> None:
 def test_the_recipes_set_the_floor() -> None:
     assert SHIPPED.gbt_options()["min_rounds"] == MIN_ROUNDS == 100
     assert GOP_ONLY.gbt_options() == {"frame_vectors": False, "phone_scorer": False,
-                                      "min_rounds": 0}  # fmt: skip
+                                      "min_rounds": 0, "stacked": False}  # fmt: skip
     assert SHIPPED.cv_flags() == " --frame-vectors --phone-scorer --round-floor"
 
 

@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -231,3 +232,62 @@ def test_phone_rows_see_their_neighbours_and_their_utterance_level(splits) -> No
     assert t["wmean_p_lpp"].tolist() == pytest.approx(word_mean.tolist())
     other = phone_table(dev.phones, dev.words, dev.utterances)
     assert pd.isna(other.loc["d0001"]["prev_p_lpp"].iloc[0])  # no neighbour from d0000
+
+
+def test_prediction_context_sums_up_words_and_phones() -> None:
+    from pronscore.heads.tables import prediction_context
+
+    words = pd.DataFrame({"id": ["a", "a", "b"]})
+    phones = pd.DataFrame({"id": ["a", "a", "a", "b"]})
+    w_pred = {"accuracy": np.array([6.0, 8.0, 9.0]), "stress": None, "total": np.array([5, 7, 9.0])}
+    ctx = prediction_context(words, w_pred, phones, np.array([2.0, 1.0, 1.2, 1.9]))
+    assert list(ctx.columns) == [
+        "pred_word_accuracy_mean", "pred_word_total_mean", "pred_word_accuracy_min",
+        "pred_word_total_min", "pred_phone_mean", "pred_phone_min", "pred_phone_low",
+    ]  # fmt: skip
+    assert ctx.loc["a"].tolist() == pytest.approx([7.0, 6.0, 6.0, 5.0, 4.2 / 3, 1.0, 2 / 3])
+    assert ctx.loc["b"].tolist() == pytest.approx([9.0, 9.0, 9.0, 9.0, 1.9, 1.9, 0.0])
+
+
+def test_stacked_gbt_reads_cross_fitted_word_and_phone_predictions(splits, tmp_path) -> None:
+    """The utterance trees of a stacked head read the word and phone trees' predictions; a
+    saved head predicts the same, and a refit at the selected sizes repeats the recipe."""
+    train, dev = splits
+    config = GbtConfig(num_leaves=(7,), max_rounds=200, early_stopping=20, threads=1,
+                       stacked=True)  # fmt: skip
+    head, pcc = fit_gbt(train, dev, config, log=lambda _: None)
+    stacked = [c for c in head.features["utterance"] if c.startswith("pred_")]
+    assert stacked == [
+        "pred_word_accuracy_mean", "pred_word_stress_mean", "pred_word_total_mean",
+        "pred_word_accuracy_min", "pred_word_stress_min", "pred_word_total_min",
+        "pred_phone_mean", "pred_phone_min", "pred_phone_low",
+    ]  # fmt: skip
+    assert pcc["utterance/y_total"] > 0.8
+    used = dict(zip(head.features["utterance"], head.boosters["utterance/y_total"]
+                    .feature_importance(), strict=True))  # fmt: skip
+    assert sum(used[c] for c in stacked) > 0  # the trees split on them
+    head.save_pretrained(tmp_path / "run")
+    loaded = GbtHead.from_pretrained(tmp_path / "run")
+    assert loaded.config.stacked and loaded.predict_features(dev) == head.predict_features(dev)
+    _check(head.predict_features(dev), dev)
+    refit, _ = fit_gbt(train, None, config, log=lambda _: None, sizes=head.extra["selection"])
+    assert refit.features == head.features
+
+
+def test_stacked_training_columns_are_cross_fitted(splits) -> None:
+    """Training rows get predictions from trees that did not see them: further from the labels
+    than the in-sample predictions of the head's own trees."""
+    from pronscore.training.gbt import _cross_fitted, _LevelFit, _tables
+
+    train, dev = splits
+    config = GbtConfig(num_leaves=(7,), max_rounds=200, early_stopping=20, threads=1,
+                       stacked=True)  # fmt: skip
+    head, _ = fit_gbt(train, dev, config, log=lambda _: None)
+    tabs = _tables(train, config)
+    fit = _LevelFit(config, None, lambda _: None, selection=head.extra["selection"])
+    oof = _cross_fitted(tabs, train, fit, head)("phone", "y_score")
+    in_sample = head._predict("phone", tabs["phone"][0], "y_score")
+    y = tabs["phone"][1]["y_score"].to_numpy(float)
+    ok = np.isfinite(y)
+    assert np.isfinite(oof).all() and not np.allclose(oof, in_sample)
+    assert np.mean((oof[ok] - y[ok]) ** 2) > np.mean((in_sample[ok] - y[ok]) ** 2)

@@ -101,3 +101,24 @@ def test_seed_mean_has_a_bootstrap_ci_of_the_mean_itself() -> None:
     # the interval of the mean lies between the runs' own intervals, not around either one
     own = [evaluate_assessments(refs, r, n_boot=500)["utterance"]["total"]["ci95"] for r in runs]
     assert own[1][0] < lo < own[0][0] and own[1][1] < hi < own[0][1]
+
+
+def test_level_consistency_counts_utterance_accuracy_outside_its_words() -> None:
+    from pronscore.evaluation.metrics import level_consistency
+
+    def a(u: float, *words: float, status: str = "ok") -> Assessment:
+        return Assessment(UtteranceScores(accuracy=u),
+                          tuple(WordAssessment(f"W{i}", accuracy=w) for i, w in enumerate(words)),
+                          status=status)  # fmt: skip
+
+    refs = [a(6, 8, 9), a(8, 7, 9), a(9.5, 7, 9), a(5, 8), a(7)]
+    hyps = [a(8.5, 8, 9), a(6, 7, 9), a(9.5, 7, 9), a(5, 8, status="mismatch"), a(7, 7)]
+    # the last two are left out: a mismatch, and labels without word accuracies
+    assert level_consistency(refs, hyps) == {
+        "n": 3,
+        "predicted": {"outside": 2 / 3, "below_all": 1 / 3},
+        "labels": {"outside": 2 / 3, "below_all": 1 / 3},
+    }
+    assert (
+        evaluate_assessments(dict(enumerate(refs)), dict(enumerate(hyps)))["consistency"]["n"] == 3
+    )

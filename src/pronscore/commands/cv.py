@@ -16,6 +16,7 @@ import sys
 
 from pronscore.commands import recipe as recipe_option
 from pronscore.training.cv import KINDS
+from pronscore.training.recipe import GOP_ONLY
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-leaves", type=_ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
     )
     p.add_argument("--max-rounds", type=int, help="gop-gbt: boosting rounds cap (3000)")
-    recipe_option.add_arguments(p, default=False)
+    recipe_option.add_arguments(p, defaults=GOP_ONLY)
     p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
     p.add_argument("--inputs", default="gop", help="hier: its --inputs")
 

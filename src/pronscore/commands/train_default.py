@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "records (resolved when scoring from --encoder / $PRONSCORE_WHISPER, else from the "
         f"Hugging Face cache or hub; default {DEFAULT_WHISPER})",
     )
-    recipe_option.add_arguments(p, default=True)
+    recipe_option.add_arguments(p, defaults=SHIPPED)
     encoder_option.add_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -7,7 +7,9 @@ The JSON layout (kept stable; independent evaluation reads it)::
      "word": {"accuracy": {...}, "stress": {...}, "total": {...}},
      "phone": {"accuracy": {...}},
      "subgroups": {"child": {<same three levels>, "n_utterances": n}, "adult": ..., "male": ...,
-                   "female": ...}}
+                   "female": ...},
+     "consistency": {"n": k, "predicted": {"outside": share, "below_all": share},
+                     "labels": {...}}}
 
 Bootstrap CIs resample *utterances* (with all their words and phones), so correlated words of
 one speaker/utterance do not make the interval look tighter than it is.
@@ -144,6 +146,38 @@ def _levels(refs: list[Assessment], hyps: list[Assessment], n_boot: int, seed: i
     }
 
 
+def _outside(a: Assessment) -> tuple[bool, bool] | None:
+    """(utterance accuracy outside [min, max] of its words' accuracies, below all of them), or
+    ``None`` without an utterance accuracy or word accuracies."""
+    u = a.utterance.accuracy
+    words = [w.accuracy for w in a.words if w.accuracy is not None]
+    if u is None or not words:
+        return None
+    return u < min(words) or u > max(words), u < min(words)
+
+
+def level_consistency(refs: Sequence[Assessment], hyps: Sequence[Assessment]) -> dict:
+    """How often an utterance's accuracy falls outside the range of its words' accuracies
+    (``outside``) and below every one of them (``below_all``), for the predictions and, on
+    the same utterances (scored ``ok``), for the experts' labels: a learner reads the two
+    levels together, and the experts' rubric itself puts the sentence below its words."""
+    pairs = [
+        (_outside(r), _outside(h))
+        for r, h in zip(refs, hyps, strict=True)
+        if h.status == "ok" and _outside(r) is not None and _outside(h) is not None
+    ]
+    n = len(pairs)
+
+    def share(side: int, k: int) -> float | None:
+        return None if not n else sum(p[side][k] for p in pairs) / n
+
+    return {
+        "n": n,
+        "predicted": {"outside": share(1, 0), "below_all": share(1, 1)},
+        "labels": {"outside": share(0, 0), "below_all": share(0, 1)},
+    }
+
+
 def subgroup_of(meta: UttMeta) -> list[str]:
     groups = []
     if meta.age is not None:
@@ -171,6 +205,7 @@ def evaluate_assessments(
     r, h = [refs[i] for i in ids], [hyps[i] for i in ids]
     result = {"n_utterances": len(ids), "n_missing": len(refs) - len(ids)}
     result.update(_levels(r, h, n_boot, seed))
+    result["consistency"] = level_consistency(r, h)
     groups: dict[str, list[str]] = {}
     for i in ids:
         for g in subgroup_of((meta or {}).get(i, UttMeta())):

@@ -33,7 +33,13 @@ from pronscore.heads.phone_classifier import (
     PhoneScorer,
 )
 from pronscore.heads.reading_check import ReadingCheck, aligned
-from pronscore.heads.tables import phone_table, utterance_table, word_table
+from pronscore.heads.tables import (
+    phone_table,
+    prediction_context,
+    utterance_table,
+    with_prediction_context,
+    word_table,
+)
 from pronscore.runs import read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 
@@ -80,6 +86,9 @@ class GbtConfig:
     # a network from each phone's vector (and canonical phone) to its score feeds the trees
     # (``p_enc_score``), beside the phone classifier's columns
     phone_scorer: bool = False
+    # the utterance trees read summaries of the word and phone trees' predictions
+    # (heads/tables.prediction_context; cross-fitted over the training speakers)
+    stacked: bool = False
 
 
 @dataclass
@@ -117,7 +126,6 @@ class GbtHead:
         flagged: set[tuple[str, int]] = set()
         if self.checks is not None and self.word_check is None:
             flagged = self.checks.flagged_words(phones)
-        u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         w_pred = {}
         if len(words):
             w_tab = word_table(words, phones, utts)
@@ -129,6 +137,11 @@ class GbtHead:
             if len(phones)
             else None
         )
+        if self.config.stacked:
+            u_tab = with_prediction_context(
+                u_tab, prediction_context(words, w_pred, phones, p_pred)
+            )
+        u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         out = assemble(utts, words, phones, u_pred, w_pred, p_pred, flagged)
         return {uid: another_text(a) if uid in mismatched else a for uid, a in out.items()}
 

@@ -8,6 +8,8 @@ aggregates of the phone and word features).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -148,6 +150,44 @@ def _neighbours(phones: pd.DataFrame) -> pd.DataFrame:
         parts[f"rel_{c}"] = order[c] - umean[c]
         parts[f"umean_{c}"], parts[f"wmean_{c}"] = umean[c], wmean[c]
     return pd.DataFrame(parts, index=order.index).reindex(phones.index)
+
+
+LOW_PHONE = 1.5  # a phone predicted below this (0-2 scale) counts as weak for its utterance
+
+
+def prediction_context(
+    words: pd.DataFrame,
+    w_pred: Mapping[str, np.ndarray | None],
+    phones: pd.DataFrame,
+    p_pred: np.ndarray | None,
+) -> pd.DataFrame:
+    """Per utterance (index ``id``), the word and phone trees' predictions summed up: mean and
+    minimum of each word aspect (``pred_word_<aspect>_mean`` / ``_min``), mean and minimum phone
+    score and the share of phones below :data:`LOW_PHONE` (``pred_phone_*``). With these the
+    utterance trees read the same verdicts a learner sees for the words and sounds."""
+    wp = pd.DataFrame(
+        {f"pred_word_{a}": w_pred[a] for a in WORD_ASPECTS if w_pred.get(a) is not None},
+        index=pd.Index(words["id"].astype(str), name="id"),
+    )
+    parts = []
+    if len(wp.columns):
+        g = wp.groupby(level=0, sort=False)
+        parts += [g.mean().add_suffix("_mean"), g.min().add_suffix("_min")]
+    if p_pred is not None:
+        pp = pd.Series(p_pred, index=pd.Index(phones["id"].astype(str), name="id"))
+        g = pp.groupby(level=0, sort=False)
+        low = (pp < LOW_PHONE).astype("float64").groupby(level=0, sort=False)
+        parts.append(pd.DataFrame({"pred_phone_mean": g.mean(), "pred_phone_min": g.min(),
+                                   "pred_phone_low": low.mean()}))  # fmt: skip
+    if not parts:
+        return pd.DataFrame(index=pd.Index([], name="id"))
+    return pd.concat(parts, axis=1).astype("float64")
+
+
+def with_prediction_context(u_tab: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
+    """The utterance design matrix with :func:`prediction_context` columns (NaN where an
+    utterance has no word or phone rows)."""
+    return pd.concat([u_tab, context.reindex(u_tab.index)], axis=1)
 
 
 def targets(df: pd.DataFrame, cols: tuple[str, ...] | str) -> np.ndarray:

@@ -98,6 +98,20 @@ def deal_units(units: Iterable[str], k: int, seed: int) -> dict[str, int]:
     return {u: i % k for i, u in enumerate(order)}
 
 
+def inner_groups(utts: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
+    """utterance id -> one of ``k`` inner groups for cross-fitting a training split: its
+    speakers dealt out (:func:`deal_units`), or its utterances when there are fewer speakers
+    than groups (a smoke run)."""
+    ids = utts["id"].astype(str)
+    units = utts["speaker"].astype(str) if "speaker" in utts else ids
+    if units.nunique() < k:
+        units = ids
+    if units.nunique() < 2:
+        raise ValueError("cross-fitting needs two or more utterances")
+    group = deal_units(units, k, seed)
+    return dict(zip(ids, units.map(group), strict=True))
+
+
 def assign_folds(groups: Mapping[str, str], k: int, seed: int) -> dict[str, int]:
     """speaker -> fold in ``range(k)``: each age group shuffled and dealt out in turn, the deal
     continuing across groups so that fold sizes differ by at most one speaker."""

@@ -5,12 +5,14 @@ utterance, with the sizes that cross-validation chose (:func:`sizes_from_cv`).""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pronscore.constants import WORD_ASPECTS
 from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.encoder import EncoderSpec
@@ -23,9 +25,12 @@ from pronscore.heads.tables import (
     UTT_TARGETS,
     WORD_TARGETS,
     phone_table,
+    prediction_context,
     utterance_table,
+    with_prediction_context,
     word_table,
 )
+from pronscore.training.cv import inner_groups
 from pronscore.training.negatives import replaced_words, score_rows
 from pronscore.training.phone_classifier import (
     ClassifierOptions,
@@ -149,46 +154,119 @@ def fit_gbt(
     if "synthetic" in train.utterances:  # synthetic rows train the checks, not the trees
         _fit_checks(head, train, log)
         train = score_rows(train)
-    dev_pcc: dict[str, float | None] = {}
-    selection: dict[str, dict[str, int]] = {}
+    fit = _LevelFit(config, sizes, log)
     tr_tabs = _tables(train, config)
     dev_tabs = _tables(dev, config) if dev is not None else {}
-    targets = {"utterance": UTT_TARGETS, "word": WORD_TARGETS, "phone": (PHONE_TARGET,)}
-    for level, (x_tr_df, lab_tr) in tr_tabs.items():
+    for level in ("word", "phone"):
+        if level in tr_tabs:
+            fit.level(head, level, tr_tabs[level], dev_tabs.get(level))
+    if "utterance" in tr_tabs:
+        if config.stacked:
+            cross_fitted = _cross_fitted(tr_tabs, train, fit, head)
+            tr_tabs["utterance"] = _with_context(tr_tabs, train, cross_fitted)
+            if dev is not None:
+                in_sample = partial(_predict_table, head, dev_tabs)
+                dev_tabs["utterance"] = _with_context(dev_tabs, dev, in_sample)
+        fit.level(head, "utterance", tr_tabs["utterance"], dev_tabs.get("utterance"))
+    head.extra["selection"] = fit.selection
+    return head, fit.dev_pcc
+
+
+TARGETS = {"utterance": UTT_TARGETS, "word": WORD_TARGETS, "phone": (PHONE_TARGET,)}
+CROSS_FIT_GROUPS = 4  # speaker groups for the stacked utterance trees' training columns
+
+
+@dataclass
+class _LevelFit:
+    """Fits every target of a level (dev-selected, or at the refit's ``sizes``) into a head,
+    keeping what was chosen and the dev PCCs."""
+
+    config: GbtConfig
+    sizes: Mapping[str, Mapping[str, int]] | None
+    log: Any
+    dev_pcc: dict[str, float | None] = field(default_factory=dict)
+    selection: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def level(self, head: GbtHead, level: str, tab, dev_tab) -> None:
+        x_tr_df, lab_tr = tab
         names = list(x_tr_df.columns)
         head.features[level] = names
-        categorical = [c for c in ("phone_id", "position_id") if c in names]
+        categorical = _categorical(names)
         x_tr = x_tr_df.to_numpy("float64")
-        if dev is not None:
-            x_dev_df, lab_dev = dev_tabs[level]
+        if dev_tab is not None:
+            x_dev_df, lab_dev = dev_tab
             x_dev = x_dev_df.reindex(columns=names).to_numpy("float64")
-        for target in targets[level]:
+        for target in TARGETS[level]:
             name = f"{level}/{target}"
             y_tr = lab_tr[target].to_numpy(dtype="float64")
             m_tr = np.isfinite(y_tr)
-            if sizes is not None:
-                if name not in sizes or m_tr.sum() < 10:
-                    log(f"{name}: no size from cross-validation or too few labels, skipped")
+            if self.sizes is not None:
+                if name not in self.sizes or m_tr.sum() < 10:
+                    self.log(f"{name}: no size from cross-validation or too few labels, skipped")
                     continue
-                booster = _fit_fixed(x_tr[m_tr], y_tr[m_tr], sizes[name], config, names,
-                                     categorical)  # fmt: skip
-                r, size = None, dict(sizes[name])
+                booster = _fit_fixed(x_tr[m_tr], y_tr[m_tr], self.sizes[name], self.config,
+                                     names, categorical)  # fmt: skip
+                r, size = None, dict(self.sizes[name])
             else:
                 y_dev = lab_dev[target].to_numpy(dtype="float64")
                 m_dev = np.isfinite(y_dev)
                 if m_tr.sum() < 10 or m_dev.sum() < 3:
-                    log(f"{name}: too few labels, skipped")
+                    self.log(f"{name}: too few labels, skipped")
                     continue
-                r, booster, size = _fit_one(
-                    x_tr[m_tr], y_tr[m_tr], x_dev[m_dev], y_dev[m_dev], config, names, categorical
-                )
-                dev_pcc[name] = r
+                r, booster, size = _fit_one(x_tr[m_tr], y_tr[m_tr], x_dev[m_dev], y_dev[m_dev],
+                                            self.config, names, categorical)  # fmt: skip
+                self.dev_pcc[name] = r
             head.boosters[name] = booster
-            selection[name] = {k: int(v) for k, v in size.items()}
-            shown = "refit" if sizes is not None else "n/a" if r is None else f"{r:.3f}"
-            log(f"{level:9s} {target[2:]:12s} dev PCC {shown}  ({booster.num_trees()} trees)")
-    head.extra["selection"] = selection
-    return head, dev_pcc
+            self.selection[name] = {k: int(v) for k, v in size.items()}
+            shown = "refit" if self.sizes is not None else "n/a" if r is None else f"{r:.3f}"
+            self.log(f"{level:9s} {target[2:]:12s} dev PCC {shown}  ({booster.num_trees()} trees)")
+
+
+def _predict_table(head: GbtHead, tabs, level: str, target: str) -> np.ndarray | None:
+    return head._predict(level, tabs[level][0], target)
+
+
+def _categorical(names: Sequence[str]) -> list[str]:
+    return [c for c in ("phone_id", "position_id") if c in names]
+
+
+def _with_context(tabs, split: SplitFeatures, predict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The split's utterance table with :func:`prediction_context` columns made by
+    ``predict(level, target) -> per-row predictions`` of its word and phone tables (the tables
+    keep the split's word and phone row order)."""
+    w_pred = {a: predict("word", f"y_{a}") for a in WORD_ASPECTS} if "word" in tabs else {}
+    p_pred = predict("phone", PHONE_TARGET) if "phone" in tabs else None
+    x_u, lab_u = tabs["utterance"]
+    ctx = prediction_context(split.words, w_pred, split.phones, p_pred)
+    return with_prediction_context(x_u, ctx), lab_u
+
+
+def _cross_fitted(tabs, split: SplitFeatures, fit: _LevelFit, head: GbtHead):
+    """``predict`` for :func:`_with_context` on the training split: each speaker group's
+    predictions from trees of the head's sizes fitted on the other groups. In-sample
+    predictions sit closer to their labels than any scored recording's, and the utterance
+    trees would trust them too much."""
+    groups = inner_groups(split.utterances, CROSS_FIT_GROUPS, head.config.seed)
+    fit.log(f"stacked: word and phone predictions cross-fitted over {CROSS_FIT_GROUPS} groups")
+
+    def predict(level: str, target: str) -> np.ndarray | None:
+        name = f"{level}/{target}"
+        if name not in head.boosters:
+            return None
+        x_df, lab = tabs[level]
+        names, x = list(x_df.columns), x_df.to_numpy("float64")
+        y = lab[target].to_numpy(dtype="float64")
+        row_group = x_df.index.get_level_values("id").astype(str).map(groups).to_numpy()
+        pred = np.full(len(y), np.nan)
+        for k in range(CROSS_FIT_GROUPS):
+            held, rows = row_group == k, (row_group != k) & np.isfinite(y)
+            if held.any() and rows.sum() >= 10:
+                booster = _fit_fixed(x[rows], y[rows], fit.selection[name], head.config, names,
+                                     _categorical(names))  # fmt: skip
+                pred[held] = booster.predict(x[held], num_threads=head.config.threads)
+        return pred
+
+    return predict
 
 
 MIN_TIMED_PHONES = 10  # fewer: the alignments failed, nothing to learn phones from

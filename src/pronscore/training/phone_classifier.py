@@ -25,7 +25,7 @@ from pronscore.heads.phone_classifier import (
     scorer_inputs,
 )
 from pronscore.text import PHONE_INDEX, PHONES
-from pronscore.training.cv import deal_units
+from pronscore.training.cv import inner_groups
 from pronscore.training.negatives import score_rows
 
 
@@ -142,15 +142,7 @@ def cross_fitted_columns(
     classifier (and, with ``scorer``, a :class:`PhoneScorer`: ``p_enc_score``) trained on the
     other groups (utterance groups when there are fewer speakers than groups, as in a smoke
     run)."""
-    utts = split.utterances
-    ids = utts["id"].astype(str)
-    units = utts["speaker"].astype(str) if "speaker" in utts else ids
-    if units.nunique() < opts.inner_folds:
-        units = ids
-    if units.nunique() < 2:
-        raise ValueError("cross-fitting the phone classifier needs two or more utterances")
-    group = deal_units(units, opts.inner_folds, opts.seed)
-    utt_group = dict(zip(ids, units.map(group), strict=True))
+    utt_group = inner_groups(split.utterances, opts.inner_folds, opts.seed)
     row_group = split.phones["id"].astype(str).map(utt_group).to_numpy()
     names = (*COLUMNS, SCORE_COLUMN) if scorer else COLUMNS
     out = {c: np.full(len(split.phones), np.nan) for c in names}
