@@ -161,11 +161,8 @@ def level_consistency(refs: Sequence[Assessment], hyps: Sequence[Assessment]) ->
     (``outside``) and below every one of them (``below_all``), for the predictions and, on
     the same utterances (scored ``ok``), for the experts' labels: a learner reads the two
     levels together, and the experts' rubric itself puts the sentence below its words."""
-    pairs = [
-        (_outside(r), _outside(h))
-        for r, h in zip(refs, hyps, strict=True)
-        if h.status == "ok" and _outside(r) is not None and _outside(h) is not None
-    ]
+    both = ((_outside(r), _outside(h)) for r, h in zip(refs, hyps, strict=True) if h.status == "ok")
+    pairs = [(r, h) for r, h in both if r is not None and h is not None]
     n = len(pairs)
 
     def share(side: int, k: int) -> float | None:

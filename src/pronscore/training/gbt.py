@@ -248,15 +248,20 @@ def _cross_fitted(tabs, split: SplitFeatures, fit: _LevelFit, head: GbtHead):
     trees would trust them too much."""
     groups = inner_groups(split.utterances, CROSS_FIT_GROUPS, head.config.seed)
     fit.log(f"stacked: word and phone predictions cross-fitted over {CROSS_FIT_GROUPS} groups")
+    # each level's matrix and row groups once, for all its targets
+    arrays = {
+        level: (x_df.to_numpy("float64"),
+                x_df.index.get_level_values("id").astype(str).map(groups).to_numpy())
+        for level, (x_df, _) in tabs.items() if level != "utterance"
+    }  # fmt: skip
 
     def predict(level: str, target: str) -> np.ndarray | None:
         name = f"{level}/{target}"
         if name not in head.boosters:
             return None
         x_df, lab = tabs[level]
-        names, x = list(x_df.columns), x_df.to_numpy("float64")
+        names, (x, row_group) = list(x_df.columns), arrays[level]
         y = lab[target].to_numpy(dtype="float64")
-        row_group = x_df.index.get_level_values("id").astype(str).map(groups).to_numpy()
         pred = np.full(len(y), np.nan)
         for k in range(CROSS_FIT_GROUPS):
             held, rows = row_group == k, (row_group != k) & np.isfinite(y)
