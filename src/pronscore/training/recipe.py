@@ -19,7 +19,7 @@ class Recipe:
     phone_scorer: bool = True  # a network from each phone's vector to its score
     round_floor: bool = True  # every tree model keeps at least MIN_ROUNDS boosting rounds
     # the utterance trees read the word and phone trees' predictions (measured, not shipped:
-    # 5-fold speaker CV of the default, utterance total 0.800 -> 0.799, accuracy 0.775 ->
+    # 5-fold speaker CV of the default, utterance total 0.801 -> 0.799, accuracy 0.775 ->
     # 0.779, total down in 3 of 5 folds; docs/results_cv_stacked.md)
     stacked: bool = False
 
@@ -42,8 +42,8 @@ class Recipe:
         return "".join(f" {flag(k)}" for k, v in asdict(self).items() if v)
 
     def train_flags(self) -> str:
-        """`` --no-... ``: the flags ``pronscore train default`` needs for it (those where it
-        differs from the shipped recipe, :data:`SHIPPED`)."""
+        """`` --no-... `` / `` --stacked``: the flags ``pronscore train default`` needs for it
+        (where it differs from the shipped recipe, :data:`SHIPPED`)."""
         return "".join(
             f" {flag(k) if v else '--no-' + flag(k)[2:]}"
             for k, v in asdict(self).items()
