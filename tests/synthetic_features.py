@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pronscore.features.extract import SplitFeatures
 from pronscore.text import PHONES
@@ -84,3 +85,16 @@ def make_split(n_utts: int, seed: int, prefix: str = "u") -> SplitFeatures:
     return SplitFeatures(
         pd.DataFrame(urows), pd.DataFrame(wrows), pd.DataFrame(prows), Path("/nonexistent")
     )
+
+
+def random_phone_batch(gen: torch.Generator, lens: list[list[int]], dim: int):
+    """A (B, W, P, dim) batch of random phone vectors and its phone ids (0 = padding):
+    ``lens[b][w]`` phones in word w of utterance b."""
+    W = max(len(w) for w in lens)
+    P = max(max(w) for w in lens)
+    x = torch.randn(len(lens), W, P, dim, generator=gen)
+    ids = torch.zeros(len(lens), W, P, dtype=torch.long)
+    for b, words in enumerate(lens):
+        for w, n in enumerate(words):
+            ids[b, w, :n] = torch.randint(1, len(PHONES) + 1, (n,), generator=gen)
+    return x, ids

@@ -216,3 +216,50 @@ def test_a_refit_trains_on_all_rows_with_the_given_sizes_and_no_dev(splits):
     assert head.extra["selection"] == sizes
     with pytest.raises(ValueError, match="dev split"):
         fit_gbt(splits[0], None, config)
+
+
+def test_blend_scores_the_average_of_two_runs_and_refuses_other_folds(splits, tmp_path):
+    """Two CVs of different heads on the same folds: `pronscore blend` scores the mean of
+    their out-of-fold predictions, as an ensemble of the two heads serves it."""
+    from pronscore.evaluation.metrics import evaluate_assessments
+    from pronscore.heads.ensemble import average_assessments
+    from pronscore.schema import Assessment
+    from pronscore.training.gop_baselines import labels_from_features, speaker_meta
+
+    _write_features(tmp_path / "feats", splits)
+    feats = str(tmp_path / "feats")
+    common = ["--features", feats, "--folds", "3", "--bootstrap", "20", "--threads", "1"]
+    gbt = ["cv", "gop-gbt", *common, "--num-leaves", "7", "--max-rounds", "20"]
+    assert main([*gbt, "--out", str(tmp_path / "a")]) == 0
+    hier = ["cv", "hier", *common, "--arch", "gopt", "--epochs", "2", "--select-on", "levels"]
+    assert main([*hier, "--out", str(tmp_path / "b")]) == 0
+    assert main([*gbt, "--fold-seed", "2", "--out", str(tmp_path / "c")]) == 0
+
+    out = tmp_path / "ab"
+    argv = ["blend", str(tmp_path / "a"), str(tmp_path / "b"), "--features", feats]
+    assert main([*argv, "--out", str(out), "--bootstrap", "20"]) == 0
+    cv = json.loads((out / "cv.json").read_text())
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    preds = [
+        {
+            r["id"]: Assessment.from_dict(r)
+            for r in map(json.loads, (tmp_path / d / "predictions.jsonl").read_text().splitlines())
+        }
+        for d in ("a", "b")
+    ]
+    mean = {i: average_assessments([preds[0][i], preds[1][i]]) for i in preds[0]}
+    data = concat_features(splits)
+    want = evaluate_assessments(labels_from_features(data), mean, speaker_meta(data), n_boot=0)
+    for level, aspect in (("utterance", "total"), ("word", "accuracy"), ("phone", "accuracy")):
+        assert cv["pooled"][level][aspect]["pcc"] == pytest.approx(want[level][aspect]["pcc"])
+    assert cv["kind"] == "blend" and len(cv["folds"]) == 3 and len(rows) == len(mean)
+    assert {r["fold"] for r in rows} == {0, 1, 2}
+    from pronscore.evaluation.cv_report import cv_command
+
+    assert cv_command(cv) == f"pronscore blend {tmp_path / 'a'} {tmp_path / 'b'} --features {feats}"
+    b = json.loads((tmp_path / "b" / "cv.json").read_text())
+    assert " --arch gopt --select-on levels" in cv_command(b)
+    bad = ["blend", str(tmp_path / "a"), str(tmp_path / "c"), "--features", feats]
+    assert main([*bad, "--out", str(tmp_path / "x")]) == 2  # other folds: a clear error
+    assert not (tmp_path / "x").exists()
+    assert main(["blend", str(tmp_path / "a"), "--features", feats, "--out", "y"]) == 2

@@ -22,6 +22,7 @@ from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, phone_i
 from pronscore.text import PHONES
 from pronscore.training.hier import FitOptions, HierTrainOptions, fit, save_run, train_seeds
 from pronscore.training.hier_teacher import relabel
+from synthetic_features import random_phone_batch
 
 PAPER_PARAMS = 20_289
 
@@ -46,23 +47,12 @@ def test_averaging_switch_removes_attention() -> None:
     assert avg.n_parameters() == HierarchicalScorer(HierConfig()).n_parameters() - 2 * 4224
 
 
-def _random_batch(gen: torch.Generator, lens: list[list[int]], dim: int):
-    W = max(len(w) for w in lens)
-    P = max(max(w) for w in lens)
-    x = torch.randn(len(lens), W, P, dim, generator=gen)
-    ids = torch.zeros(len(lens), W, P, dtype=torch.long)
-    for b, words in enumerate(lens):
-        for w, n in enumerate(words):
-            ids[b, w, :n] = torch.randint(1, len(PHONES) + 1, (n,), generator=gen)
-    return x, ids
-
-
 @pytest.mark.parametrize("attention", [True, False])
 def test_padding_never_leaks(attention: bool) -> None:
     torch.manual_seed(0)
     model = HierarchicalScorer(HierConfig.multi(8, attention=attention)).eval()
     gen = torch.Generator().manual_seed(1)
-    x, ids = _random_batch(gen, [[2, 3, 1], [4, 1, 2, 5]], 8)
+    x, ids = random_phone_batch(gen, [[2, 3, 1], [4, 1, 2, 5]], 8)
     out = model(x, ids)
     # the first utterance alone, unpadded
     alone = model(x[:1, :3, :3], ids[:1, :3, :3])
@@ -81,7 +71,7 @@ def test_padding_never_leaks(attention: bool) -> None:
 def test_outputs_depend_on_inputs_and_phone_identity() -> None:
     torch.manual_seed(0)
     model = HierarchicalScorer(HierConfig.multi(8)).eval()
-    x, ids = _random_batch(torch.Generator().manual_seed(2), [[3, 2]], 8)
+    x, ids = random_phone_batch(torch.Generator().manual_seed(2), [[3, 2]], 8)
     base = model(x, ids).utterance
     assert ((base > 0) & (base < 1)).all() and base.shape == (1, 5)
     # (a constant shift would be removed by the frame LayerNorm, as it should)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pronscore.commands.train", "train a scoring model (gop-gbt, gop-blstm, ...)"),
     "evaluate": ("pronscore.commands.evaluate", "score a split and write the metrics JSON"),
     "cv": ("pronscore.commands.cv", "speaker-grouped K-fold cross-validation of a head"),
+    "blend": ("pronscore.commands.blend", "score the average of CV runs on the same folds"),
     "score": ("pronscore.commands.score", "score your own recording against its text"),
     "serve": ("pronscore.commands.serve", "REST API and browser page for scoring"),
     "extract": ("pronscore.commands.extract", "save encoder hidden states to disk"),

@@ -15,6 +15,7 @@ import json
 import sys
 
 from pronscore.commands import recipe as recipe_option
+from pronscore.commands.train_hier import add_model_arguments
 from pronscore.training.cv import KINDS
 from pronscore.training.recipe import GOP_ONLY
 
@@ -50,11 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     recipe_option.add_arguments(p, defaults=GOP_ONLY)
     p.add_argument("--epochs", type=int, help="gop-blstm / hier: maximum epochs")
     p.add_argument("--inputs", default="gop", help="hier: its --inputs")
+    add_model_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pronscore.atomic import replace_dir
-    from pronscore.evaluation.metrics import format_table
     from pronscore.features.extract import concat_features, load_features
     from pronscore.training.cv import CvOptions, cross_validate
 
@@ -71,22 +71,34 @@ def run(args: argparse.Namespace) -> int:
         recipe=recipe_option.from_args(args),
         epochs=args.epochs,
         inputs=args.inputs,
+        arch=args.arch,
+        pcc_weight=args.pcc_weight,
+        select_on=args.select_on,
         ensemble=args.ensemble,
     )
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     data = concat_features([load_features(args.features, s) for s in splits])
     result = cross_validate(args.kind, data, opts, log=lambda m: print(m, file=sys.stderr))
     result.metrics.update({"features_dir": str(args.features), "splits": splits})
-    with replace_dir(args.out) as tmp:
-        (tmp / "cv.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+    write_cv_dir(args.out, result.metrics, result.predictions)
+    return 0
+
+
+def write_cv_dir(out: str, metrics: dict, predictions) -> None:
+    """CV_DIR/cv.json and predictions.jsonl (id, seed, fold, assessment), atomically; prints
+    the summary."""
+    from pronscore.atomic import replace_dir
+    from pronscore.evaluation.metrics import format_table
+
+    with replace_dir(out) as tmp:
+        (tmp / "cv.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         lines = (
             json.dumps({"id": uid, "seed": seed, "fold": fold, **a.to_dict()})
-            for seed, fold, uid, a in result.predictions
+            for seed, fold, uid, a in predictions
         )
         (tmp / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(summary(result.metrics, format_table))
-    print(f"cross-validation written to {args.out}")
-    return 0
+    print(summary(metrics, format_table))
+    print(f"cross-validation written to {out}")
 
 
 def _ints(text: str) -> tuple[int, ...]:

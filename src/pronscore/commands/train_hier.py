@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-finetune", action="store_true", help="skip stage 3 (human scores)")
     p.add_argument("--finetune-trainable", choices=("all", "top"), default="all")
     p.add_argument("--no-attention", action="store_true", help="average instead of attention")
+    add_model_arguments(p)
     p.add_argument(
         "--single",
         action="store_true",
@@ -60,6 +61,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev-split", default="dev")
 
 
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The architecture and loss flags that ``train hier`` and ``cv hier`` share."""
+    p.add_argument(
+        "--arch",
+        choices=("hier", "gopt"),
+        default="hier",
+        help="hier: phone -> word -> utterance attention (Lin & Wang); gopt: one transformer "
+        "over the utterance's phones with aspect tokens (Gong et al. 2022)",
+    )
+    p.add_argument(
+        "--pcc-weight",
+        type=float,
+        default=0.0,
+        help="add this times (1 - batch PCC) per level to the MSE (0: MSE alone)",
+    )
+    p.add_argument(
+        "--select-on",
+        default="total",
+        help="validation PCC that picks the epoch: an utterance aspect, word_accuracy, phone, "
+        "or levels (mean of total, word accuracy, phone)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import load_features
@@ -69,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     encoder = read_spec(args.features) if InputSpec.parse(args.inputs).whisper_layers else None
     opts = HierTrainOptions(
         inputs=args.inputs,
+        arch=args.arch,
+        pcc_weight=args.pcc_weight,
+        select_on=args.select_on,
         pretrain=args.pretrain,
         finetune=not args.no_finetune,
         finetune_trainable=args.finetune_trainable,

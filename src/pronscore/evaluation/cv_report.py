@@ -128,11 +128,18 @@ def _seeds_note(cv: dict[str, Any]) -> str:
 
 def cv_command(cv: dict[str, Any]) -> str:
     """The ``pronscore cv`` command line that made a cv.json (its recorded options)."""
+    if cv.get("kind") == "blend":
+        return " ".join(
+            ["pronscore blend", *cv["members"], "--features", str(cv.get("features_dir"))]
+        )
     o = cv.get("options", {})
     parts = ["pronscore cv", str(cv.get("kind", "?")), "--features", str(cv.get("features_dir"))]
     parts += ["--folds", str(cv.get("n_folds"))]
     if cv.get("kind") == "hier":
         parts += ["--inputs", str(o.get("inputs"))]
+        for key, default in (("arch", "hier"), ("pcc_weight", 0.0), ("select_on", "total")):
+            if o.get(key, default) != default:
+                parts += [f"--{key.replace('_', '-')}", str(o[key])]
     if (cv.get("fold_seed") or 1) != 1:
         parts += ["--fold-seed", str(cv["fold_seed"])]
     if list(o.get("seeds") or [1]) != [1]:

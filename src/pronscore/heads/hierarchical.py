@@ -18,6 +18,9 @@ Batch layout: ``x`` (B, W, P, F) or (B, W, P, L, F) for L input layers, ``phone_
 (B, W, P) (0 = padding, see :func:`phone_id`), masks derived from
 ``phone_ids > 0``, ``utt_x`` (B, utt_dim) when ``utt_dim > 0``. Padding never reaches a real
 output.
+
+``HierConfig.arch == "gopt"``: the flat transformer of :mod:`pronscore.heads.gopt`, on the same
+batches, config, outputs and run folder (:func:`build_scorer`, :class:`ScorerIO`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class HierConfig:
     word_outputs: tuple[str, ...] = ()
     phone_output: bool = False
     utt_dim: int = 0  # > 0: utterance-level features (prosody, rates) added to the sentence vector
+    arch: str = "hier"  # "hier" (this module) | "gopt" (pronscore.heads.gopt, a flat transformer)
+    depth: int = 3  # gopt: transformer layers
     # bookkeeping for training / prediction (inputs spec, feature names): not used by forward
     extra: dict = field(default_factory=dict)
 
@@ -71,6 +76,11 @@ class HierConfig:
             phone_output=True,
             **kw,
         )
+
+    @classmethod
+    def gopt(cls, in_dim: int, **kw) -> HierConfig:
+        """GOPT's sizes (d 24, 1 head, 3 layers) with every granularity's outputs."""
+        return cls.multi(in_dim, **{"arch": "gopt", "d": 24, "heads": 1, "depth": 3, **kw})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,12 +129,58 @@ class _Attend(nn.Module):
         return x + y
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(-2) / m.sum(-2).clamp_min(1.0)
 
 
-class HierarchicalScorer(nn.Module):
+class ScorerIO:
+    """What both architectures of a ``hier`` run share: size and the run folder's files.
+    :meth:`from_pretrained` builds the architecture its config names."""
+
+    config: HierConfig
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, out_dir: str | Path, extra: dict | None = None) -> None:
+        """``model.safetensors`` + ``config.json`` (``"kind": "hier"``), written atomically."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(out / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        cfg = {"kind": "hier", "model": self.config.to_dict(), **(extra or {})}
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, default=str))
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path) -> nn.Module:
+        from safetensors.torch import load_file
+
+        d = Path(run_dir)
+        try:
+            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+            model = build_scorer(HierConfig.from_dict(cfg["model"]))
+            model.load_state_dict(load_file(str(d / "model.safetensors")))
+        except (OSError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot load hierarchical model ({exc})", path=str(d)) from exc
+        return model.eval()
+
+
+def build_scorer(config: HierConfig) -> nn.Module:
+    """A fresh model of ``config.arch``."""
+    if config.arch == "hier":
+        return HierarchicalScorer(config)
+    if config.arch == "gopt":
+        from pronscore.heads.gopt import GoptScorer
+
+        return GoptScorer(config)
+    raise ModelError(f"unknown architecture {config.arch!r} (known: hier, gopt)", field="arch")
+
+
+class HierarchicalScorer(ScorerIO, nn.Module):
     def __init__(self, config: HierConfig) -> None:
         super().__init__()
         c = self.config = config
@@ -168,9 +224,9 @@ class HierarchicalScorer(nn.Module):
         h = h * phone_mask.unsqueeze(-1)  # padding is zero before attention
         hp = self.phone_attn(h.reshape(B * W, P, c.d), phone_mask.reshape(B * W, P))
         hp = hp.reshape(B, W, P, c.d)
-        words = self.word_mlp(_masked_mean(hp, phone_mask))
+        words = self.word_mlp(masked_mean(hp, phone_mask))
         words = self.word_attn(words, word_mask)
-        utt = _masked_mean(words, word_mask)
+        utt = masked_mean(words, word_mask)
         if c.utt_dim:
             if utt_x is None:
                 raise ModelError("this model needs utterance features (utt_x)", field="utt_x")
@@ -183,31 +239,3 @@ class HierarchicalScorer(nn.Module):
         if self.phone_head is not None:
             out_p = torch.sigmoid(self.phone_head(hp)).squeeze(-1) * phone_mask
         return HierOutput(out_u, out_w, out_p, word_mask, phone_mask)
-
-    def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def save_pretrained(self, out_dir: str | Path, extra: dict | None = None) -> None:
-        """``model.safetensors`` + ``config.json`` (``"kind": "hier"``), written atomically."""
-        from safetensors.torch import save_file
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(out / "model.safetensors") as tmp:
-            save_file(state, str(tmp))
-        cfg = {"kind": "hier", "model": self.config.to_dict(), **(extra or {})}
-        atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, default=str))
-
-    @classmethod
-    def from_pretrained(cls, run_dir: str | Path) -> HierarchicalScorer:
-        from safetensors.torch import load_file
-
-        d = Path(run_dir)
-        try:
-            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
-            model = cls(HierConfig.from_dict(cfg["model"]))
-            model.load_state_dict(load_file(str(d / "model.safetensors")))
-        except (OSError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"cannot load hierarchical model ({exc})", path=str(d)) from exc
-        return model.eval()

@@ -53,6 +53,9 @@ class CvOptions:
     recipe: Recipe = GOP_ONLY  # gop-gbt: what the trees read and how they are fitted
     epochs: int | None = None  # gop-blstm / hier (None: the kind's default)
     inputs: str = "gop"  # hier
+    arch: str = "hier"  # hier: its architecture (hier | gopt)
+    pcc_weight: float = 0.0  # hier: PCC term of the loss
+    select_on: str = "total"  # hier: the validation PCC that picks the epoch
     ensemble: bool = False  # score the seeds' averaged predictions (a seed ensemble)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,7 +218,15 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
 
         def hier(train, val, test, seed):
             extra = {} if opts.epochs is None else {"epochs": opts.epochs}
-            ho = HierTrainOptions(inputs=opts.inputs, seed=seed, threads=opts.threads, **extra)
+            ho = HierTrainOptions(
+                inputs=opts.inputs,
+                arch=opts.arch,
+                pcc_weight=opts.pcc_weight,
+                select_on=opts.select_on,
+                seed=seed,
+                threads=opts.threads,
+                **extra,
+            )
             trained = train_hier(train, val, ho, log=log)
             head = HierHead(trained.model, Path("."), {"deep_cache": ho.deep_cache})
             return head.predict_features(test)

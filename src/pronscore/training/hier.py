@@ -38,7 +38,7 @@ from pronscore.heads.hier_inputs import (
     prepare_items,
     utt_columns,
 )
-from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig
+from pronscore.heads.hierarchical import HierarchicalScorer, HierConfig, build_scorer
 from pronscore.schema import Assessment
 from pronscore.training.hier_teacher import synthetic_splits
 
@@ -75,29 +75,70 @@ def _mse(pred: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
     return ((pred[m] - y[m]) ** 2).mean()
 
 
-def batch_loss(model: HierarchicalScorer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Masked MSE summed over levels; each head is scored on the aspects it predicts."""
+def _pcc_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation of each column of (N, K) predictions and labels, averaged over
+    the columns with 3+ known labels that vary: the batch-level correlation term of
+    ConPCO-style losses, which MSE alone does not reward."""
+    terms = []
+    for j in range(y.shape[1]):
+        m = torch.isfinite(y[:, j])
+        if m.sum() < 3 or y[m, j].std() < 1e-6:
+            continue
+        a, b = pred[m, j] - pred[m, j].mean(), y[m, j] - y[m, j].mean()
+        terms.append(1 - (a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-8))
+    return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def batch_loss(
+    model: HierarchicalScorer, batch: dict[str, torch.Tensor], pcc_weight: float = 0.0
+) -> torch.Tensor:
+    """Masked MSE summed over levels, each head scored on the aspects it predicts; with
+    ``pcc_weight`` > 0 plus that weight times each level's :func:`_pcc_loss`."""
     c = model.config
     out = model(batch["x"], batch["ids"], batch["u"])
     u_cols = [UTTERANCE_ASPECTS.index(a) for a in c.utterance_outputs]
-    loss = _mse(out.utterance, batch["yu"][:, u_cols])
+    w_cols = [WORD_ASPECTS.index(a) for a in c.word_outputs]
+    pairs = [(out.utterance, batch["yu"][:, u_cols])]  # (N, K) each
     if out.word is not None:
-        w_cols = [WORD_ASPECTS.index(a) for a in c.word_outputs]
-        loss = loss + _mse(out.word, batch["yw"][..., w_cols])
+        k = len(w_cols)
+        pairs.append((out.word.reshape(-1, k), batch["yw"][..., w_cols].reshape(-1, k)))
     if out.phone is not None:
-        loss = loss + _mse(out.phone, batch["yp"])
+        pairs.append((out.phone.reshape(-1, 1), batch["yp"].reshape(-1, 1)))
+    loss = sum((_mse(p, y) for p, y in pairs), torch.zeros(()))
+    if pcc_weight > 0:
+        loss = loss + pcc_weight * sum((_pcc_loss(p, y) for p, y in pairs), torch.zeros(()))
     return loss
 
 
+def _finite_pcc(ref: np.ndarray, hyp: np.ndarray) -> float:
+    m = np.isfinite(ref) & np.isfinite(hyp)
+    return pearson(ref[m], hyp[m]) or 0.0
+
+
 def dev_pcc(model: HierarchicalScorer, items: Sequence[UttArrays]) -> dict[str, float]:
-    """Quick dev PCCs used for model selection (utterance aspects the model predicts)."""
+    """Quick dev PCCs for model selection: the utterance aspects the model predicts, and
+    ``word_accuracy`` / ``phone`` when it predicts them; ``levels`` is the mean of the total,
+    word accuracy and phone PCCs (what a learner reads at each level)."""
     preds = predict_items(model, items)
+    c = model.config
     out = {}
-    for j, a in enumerate(model.config.utterance_outputs):
+    for j, a in enumerate(c.utterance_outputs):
         ref = np.array([it.y_utt[UTTERANCE_ASPECTS.index(a)] for it in items])
-        hyp = np.array([preds[it.id]["utterance"][j] for it in items])
-        m = np.isfinite(ref)
-        out[a] = pearson(ref[m], hyp[m]) or 0.0
+        out[a] = _finite_pcc(ref, np.array([preds[it.id]["utterance"][j] for it in items]))
+    if "accuracy" in c.word_outputs:
+        j, a = c.word_outputs.index("accuracy"), WORD_ASPECTS.index("accuracy")
+        ref = np.concatenate([it.y_word[:, a] for it in items])
+        out["word_accuracy"] = _finite_pcc(
+            ref, np.concatenate([preds[it.id]["word"][:, j] for it in items])
+        )
+    if c.phone_output:
+        mask = [it.phone_ids > 0 for it in items]
+        ref = np.concatenate([it.y_phone[m] for it, m in zip(items, mask, strict=True)])
+        hyp = [preds[it.id]["phone"][m] for it, m in zip(items, mask, strict=True)]
+        out["phone"] = _finite_pcc(ref, np.concatenate(hyp))
+    parts = [out[k] for k in ("total", "word_accuracy", "phone") if k in out]
+    if parts:
+        out["levels"] = float(np.mean(parts))
     return out
 
 
@@ -109,7 +150,8 @@ class FitOptions:
     weight_decay: float = 1e-4
     seed: int = 1
     patience: int = 10
-    select_on: str = "total"
+    select_on: str = "total"  # a key of dev_pcc: an utterance aspect, word_accuracy, phone, levels
+    pcc_weight: float = 0.0  # > 0: + this times the batch's 1 - PCC per level (batch_loss)
 
 
 def _freeze(model: HierarchicalScorer, trainable: str) -> None:
@@ -143,7 +185,7 @@ def fit(
         total = 0.0
         for s in range(0, len(order), opts.batch_size):
             batch = collate([train[i] for i in order[s : s + opts.batch_size]])
-            loss = batch_loss(model, batch)
+            loss = batch_loss(model, batch, opts.pcc_weight)
             optim.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -175,6 +217,9 @@ def fit(
 @dataclass(frozen=True)
 class HierTrainOptions:
     inputs: str = "gop"
+    arch: str = "hier"  # "hier" (Lin & Wang) | "gopt" (flat transformer, pronscore.heads.gopt)
+    pcc_weight: float = 0.0  # FitOptions.pcc_weight of both stages
+    select_on: str = "total"  # FitOptions.select_on of both stages
     pretrain: str = "none"  # "none" | "synthetic"
     finetune: bool = True
     finetune_trainable: str = "all"  # "all" | "top"
@@ -187,6 +232,12 @@ class HierTrainOptions:
     vector_layers: tuple[int, ...] | None = None  # layers of the features' encoder vectors
     unlabelled: tuple[str, ...] = ()  # extra FEATURES_DIR splits "DIR:split" for stage 2
     threads: int = 1
+
+
+def _fit_options(opts: HierTrainOptions, epochs: int) -> FitOptions:
+    return FitOptions(
+        epochs=epochs, seed=opts.seed, select_on=opts.select_on, pcc_weight=opts.pcc_weight
+    )
 
 
 @dataclass
@@ -226,9 +277,14 @@ def train_hier(
         "utt_dim": len(u_cols),
         "extra": extra,
     }
-    config = HierConfig.multi(in_dim, **kw) if opts.multi else HierConfig(in_dim=in_dim, **kw)
+    if opts.arch == "gopt":
+        config = HierConfig.gopt(in_dim, **kw)
+    elif opts.multi:
+        config = HierConfig.multi(in_dim, **kw)
+    else:
+        config = HierConfig(in_dim=in_dim, **kw)
     torch.manual_seed(opts.seed)
-    model = HierarchicalScorer(config)
+    model = build_scorer(config)
     model.in_mean.copy_(torch.from_numpy(mean))
     model.in_std.copy_(torch.from_numpy(std))
     if u_cols:
@@ -250,7 +306,7 @@ def train_hier(
         ]
         log(f"stage 2: pre-training on {len(syn_items)} synthetically scored utterances")
         model, info["pretrain"] = fit(
-            model, syn_items, dv, FitOptions(epochs=opts.pretrain_epochs, seed=opts.seed), log=log
+            model, syn_items, dv, _fit_options(opts, opts.pretrain_epochs), log=log
         )
     elif opts.pretrain != "none":
         raise ModelError(f"unknown pretrain {opts.pretrain!r}", field="pretrain")
@@ -260,7 +316,7 @@ def train_hier(
             model,
             tr,
             dv,
-            FitOptions(epochs=opts.epochs, seed=opts.seed),
+            _fit_options(opts, opts.epochs),
             trainable=opts.finetune_trainable,
             log=log,
         )
