@@ -259,6 +259,8 @@ def test_blend_scores_the_average_of_two_runs_and_refuses_other_folds(splits, tm
     assert cv_command(cv) == f"pronscore blend {tmp_path / 'a'} {tmp_path / 'b'} --features {feats}"
     b = json.loads((tmp_path / "b" / "cv.json").read_text())
     assert " --arch gopt --select-on levels" in cv_command(b)
+    for fold in b["folds"]:  # the epoch each fold's validation speakers chose
+        assert 1 <= fold["selection"]["finetune"]["best_epoch"] <= 2
     bad = ["blend", str(tmp_path / "a"), str(tmp_path / "c"), "--features", feats]
     assert main([*bad, "--out", str(tmp_path / "x")]) == 2  # other folds: a clear error
     assert not (tmp_path / "x").exists()

@@ -50,6 +50,18 @@ def test_scores_are_averaged_and_the_rest_is_the_first_members() -> None:
         average_assessments([first, other_words])
 
 
+def test_levels_left_out_of_the_average_keep_the_first_members_scores() -> None:
+    first, second = _assessment(6.0, 8.0, 1.0), _assessment(8.0, 6.0, 2.0)
+    mean = average_assessments([first, second], levels=("utterance", "word"))
+    assert mean.utterance.total == 7.0 and mean.words[0].accuracy == 7.0
+    assert [p.score for p in mean.words[0].phones] == [1.0, 2.0]  # the first member's phones
+    only_phones = average_assessments([first, second], levels=("phone",))
+    assert only_phones.utterance == first.utterance and only_phones.words[0].accuracy == 8.0
+    assert only_phones.words[0].phones[0].score == 1.5
+    with pytest.raises(ModelError, match="unknown levels"):
+        average_assessments([first, second], levels=("sentence",))
+
+
 @pytest.fixture(scope="module")
 def members():
     from pronscore.training.gbt import fit_gbt
@@ -74,6 +86,13 @@ def test_an_ensemble_run_predicts_its_members_mean(members, tmp_path: Path) -> N
     uid = next(iter(got))
     want = [(p.score + q.score) / 2 for p, q in zip(one[uid].phones, two[uid].phones, strict=True)]
     assert [p.score for p in got[uid].phones] == pytest.approx(want)
+    # an ensemble that averages utterances and words only serves the first member's phones
+    EnsembleHead(tuple(heads), ("a", "b"), {"levels": ["utterance", "word"]}).save_pretrained(
+        tmp_path / "uw"
+    )
+    uw = load_predictor(tmp_path / "uw").predict_features(dev)
+    assert [p.score for p in uw[uid].phones] == [p.score for p in one[uid].phones]
+    assert uw[uid].utterance == got[uid].utterance
 
 
 @pytest.mark.parametrize("members", [[], ["../seed-1"], "seed-1"])

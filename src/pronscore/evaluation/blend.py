@@ -19,7 +19,7 @@ from pronscore.errors import CorpusError
 from pronscore.evaluation.cv_report import read_cv
 from pronscore.evaluation.metrics import evaluate_assessments
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.ensemble import average_assessments
+from pronscore.heads.ensemble import LEVELS, average_assessments
 from pronscore.schema import Assessment
 
 SEED = "blend"
@@ -62,9 +62,14 @@ def _check_same_folds(cvs: Sequence[dict], preds: Sequence[dict], dirs: Sequence
 
 
 def blend_runs(
-    cv_dirs: Sequence[str], data: SplitFeatures, *, n_boot: int = 1000
+    cv_dirs: Sequence[str],
+    data: SplitFeatures,
+    *,
+    levels: Sequence[str] = LEVELS,
+    n_boot: int = 1000,
 ) -> tuple[dict[str, Any], list[tuple[str, int, str, Assessment]]]:
-    """cv.json metrics (``kind`` "blend", ``members``) and prediction rows of the average."""
+    """cv.json metrics (``kind`` "blend", ``members``, ``levels``) and prediction rows of the
+    average at ``levels`` (the other levels: the first run's scores)."""
     from pronscore.training.gop_baselines import labels_from_features, speaker_meta
 
     t0 = time.process_time()
@@ -72,7 +77,7 @@ def blend_runs(
     preds = [scored_predictions(d) for d in cv_dirs]
     _check_same_folds(cvs, preds, cv_dirs)
     refs, meta = labels_from_features(data), speaker_meta(data)
-    mean = {uid: average_assessments([p[uid][1] for p in preds]) for uid in preds[0]}
+    mean = {uid: average_assessments([p[uid][1] for p in preds], levels) for uid in preds[0]}
     fold_of = {uid: fold for uid, (fold, _) in preds[0].items()}
     folds = []
     for k in sorted(set(fold_of.values())):
@@ -82,6 +87,7 @@ def blend_runs(
     metrics = {
         "kind": SEED,
         "members": list(map(str, cv_dirs)),
+        "levels": list(levels),
         "n_folds": cvs[0]["n_folds"],
         "fold_seed": cvs[0].get("fold_seed"),
         "seeds": [SEED],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pronscore.errors import CorpusError
+from pronscore.heads.ensemble import LEVELS
 from pronscore.training.recipe import Recipe
 
 COLUMNS = (
@@ -129,9 +130,10 @@ def _seeds_note(cv: dict[str, Any]) -> str:
 def cv_command(cv: dict[str, Any]) -> str:
     """The ``pronscore cv`` command line that made a cv.json (its recorded options)."""
     if cv.get("kind") == "blend":
-        return " ".join(
-            ["pronscore blend", *cv["members"], "--features", str(cv.get("features_dir"))]
-        )
+        parts = ["pronscore blend", *cv["members"], "--features", str(cv.get("features_dir"))]
+        if list(cv.get("levels", LEVELS)) != list(LEVELS):
+            parts += ["--levels", ",".join(cv["levels"])]
+        return " ".join(parts)
     o = cv.get("options", {})
     parts = ["pronscore cv", str(cv.get("kind", "?")), "--features", str(cv.get("features_dir"))]
     parts += ["--folds", str(cv.get("n_folds"))]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 KIND = "ensemble"
 MEMBERS_DIR = "members"
+LEVELS = ("utterance", "word", "phone")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -41,28 +42,43 @@ def _phone(first: PhoneAssessment, others: Sequence[PhoneAssessment]) -> PhoneAs
     return replace(first, score=_mean([first.score, *(p.score for p in others)]))
 
 
-def _word(first: WordAssessment, others: Sequence[WordAssessment]) -> WordAssessment:
-    scores = {a: _mean([getattr(first, a), *(getattr(w, a) for w in others)]) for a in WORD_ASPECTS}
-    phones = tuple(_phone(p, [w.phones[k] for w in others]) for k, p in enumerate(first.phones))
+def _word(
+    first: WordAssessment, others: Sequence[WordAssessment], levels: Sequence[str]
+) -> WordAssessment:
+    scores = {}
+    if "word" in levels:
+        scores = {
+            a: _mean([getattr(first, a), *(getattr(w, a) for w in others)]) for a in WORD_ASPECTS
+        }
+    phones = first.phones
+    if "phone" in levels:
+        phones = tuple(_phone(p, [w.phones[k] for w in others]) for k, p in enumerate(phones))
     return replace(first, phones=phones, **scores)
 
 
-def average_assessments(items: Sequence[Assessment]) -> Assessment:
-    """The members' scores averaged, at every level; the rest from ``items[0]``. The members
-    must describe the same words and phones (one set of features scored by each)."""
+def average_assessments(items: Sequence[Assessment], levels: Sequence[str] = LEVELS) -> Assessment:
+    """The members' scores averaged at ``levels`` (default every level; a level left out keeps
+    ``items[0]``'s scores, for members that are better at some levels than others); the rest
+    from ``items[0]``. The members must describe the same words and phones (one set of features
+    scored by each)."""
+    unknown = set(levels) - set(LEVELS)
+    if unknown:
+        raise ModelError(f"unknown levels {sorted(unknown)} (known: {', '.join(LEVELS)})")
     first, others = items[0], list(items[1:])
     for a in others:
         if len(a.words) != len(first.words) or any(
             len(w.phones) != len(v.phones) for w, v in zip(a.words, first.words, strict=True)
         ):
             raise ModelError("ensemble members scored different words or phones")
-    utt = UtteranceScores(
-        **{
-            k: _mean([getattr(first.utterance, k), *(getattr(a.utterance, k) for a in others)])
-            for k in UTTERANCE_ASPECTS
-        }
-    )
-    words = tuple(_word(w, [a.words[k] for a in others]) for k, w in enumerate(first.words))
+    utt = first.utterance
+    if "utterance" in levels:
+        utt = UtteranceScores(
+            **{
+                k: _mean([getattr(first.utterance, k), *(getattr(a.utterance, k) for a in others)])
+                for k in UTTERANCE_ASPECTS
+            }
+        )
+    words = tuple(_word(w, [a.words[k] for a in others], levels) for k, w in enumerate(first.words))
     return replace(first, utterance=utt, words=words)
 
 
@@ -85,9 +101,14 @@ class EnsembleHead:
         """What the members read (the Scorer computes it once for all)."""
         return getattr(self.members[0], "encoder", None)
 
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The levels whose scores are averaged (``config.json["levels"]``, default all)."""
+        return tuple(self.extra.get("levels", LEVELS))
+
     def predict_features(self, split: SplitFeatures) -> dict[str, Assessment]:
         outs = [m.predict_features(split) for m in self.members]
-        return {uid: average_assessments([o[uid] for o in outs]) for uid in outs[0]}
+        return {uid: average_assessments([o[uid] for o in outs], self.levels) for uid in outs[0]}
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         out = Path(out_dir)

@@ -229,7 +229,13 @@ def fit_predict(kind: str, opts: CvOptions, log: Callable[[str], None]) -> FitPr
             )
             trained = train_hier(train, val, ho, log=log)
             head = HierHead(trained.model, Path("."), {"deep_cache": ho.deep_cache})
-            return head.predict_features(test)
+            # the epoch the validation speakers chose, per stage (what a refit would reuse)
+            chosen = {
+                stage: {k: trained.info[stage][k] for k in ("best_epoch", "best_dev_pcc")}
+                for stage in ("pretrain", "finetune")
+                if stage in trained.info
+            }
+            return FoldFit(head.predict_features(test), chosen)
 
         return hier
     raise ValueError(f"unknown kind {kind!r} for cross-validation (known: {', '.join(KINDS)})")
