@@ -101,3 +101,47 @@ def test_gopt_learns_the_hidden_quality_and_serves(tmp_path: Path, pcc_weight: f
     preds = head.predict_features(dev)
     a = preds[str(dev.utterances["id"][0])]
     assert 0 <= a.utterance.total <= 10 and all(0 <= p.score <= 2 for p in a.phones)
+
+
+def test_refit_ensemble_and_a_mixed_ensemble_serve_what_they_average(tmp_path: Path) -> None:
+    """`train hier --refit` (train + dev, fixed epochs, seeds 1,2 -> a seed ensemble) and
+    `pronscore ensemble` (GBT + that, utterances and words averaged, phones the GBT's)."""
+    import json
+
+    from pronscore.cli import main
+    from pronscore.features.extract import load_features
+    from pronscore.heads.ensemble import EnsembleHead, average_assessments
+    from pronscore.runs import load_predictor
+
+    feats = tmp_path / "feats"
+    for name, split in (("train", make_split(80, 0)), ("dev", make_split(30, 1, prefix="d"))):
+        (feats / name).mkdir(parents=True)
+        for table in ("utterances", "words", "phones"):
+            getattr(split, table).to_parquet(feats / name / f"{table}.parquet")
+    hier = tmp_path / "gopt"
+    argv = ["train", "hier", "--features", str(feats), "--arch", "gopt", "--inputs", "gop+utt",
+            "--refit", "--stop-after", "2", "--epochs", "5", "--seeds", "1,2",
+            "--out", str(hier)]  # fmt: skip
+    assert main(argv) == 0
+    refit = load_predictor(hier)
+    assert isinstance(refit, EnsembleHead) and refit.names == ("seed-1", "seed-2")
+    member = json.loads((hier / "members" / "seed-1" / "config.json").read_text())
+    assert member["kind"] == "hier" and member["refit_epochs"] == 2
+    assert member["train_info"]["options"]["stop_after"] == 2
+    assert main(["train", "hier", "--features", str(feats), "--refit", "--out", "x"]) == 2
+
+    gbt = tmp_path / "gbt"
+    assert main(["train", "gop-gbt", "--features", str(feats), "--out", str(gbt), "--threads", "1",
+                 "--bootstrap", "10"]) == 0  # fmt: skip
+    mixed = tmp_path / "mixed"
+    argv = ["ensemble", str(gbt), str(hier), "--levels", "utterance,word", "--out", str(mixed)]
+    assert main([*argv, "--names", "gbt,gopt"]) == 0
+    assert (mixed / "scorer.json").is_file() and (mixed / "members" / "gopt" / "members").is_dir()
+    dev = load_features(feats, "dev")
+    got = load_predictor(mixed).predict_features(dev)
+    one, two = load_predictor(gbt).predict_features(dev), refit.predict_features(dev)
+    uid = str(dev.utterances["id"][0])
+    want = average_assessments([one[uid], two[uid]], levels=("utterance", "word"))
+    assert got[uid] == want and got[uid].utterance.total != one[uid].utterance.total
+    assert [p.score for p in got[uid].phones] == [p.score for p in one[uid].phones]
+    assert main(["ensemble", str(gbt), "--out", str(tmp_path / "one")]) == 2

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pronscore.commands.evaluate", "score a split and write the metrics JSON"),
     "cv": ("pronscore.commands.cv", "speaker-grouped K-fold cross-validation of a head"),
     "blend": ("pronscore.commands.blend", "score the average of CV runs on the same folds"),
+    "ensemble": ("pronscore.commands.ensemble", "join trained runs into one averaging model"),
     "score": ("pronscore.commands.score", "score your own recording against its text"),
     "serve": ("pronscore.commands.serve", "REST API and browser page for scoring"),
     "extract": ("pronscore.commands.extract", "save encoder hidden states to disk"),

@@ -14,6 +14,7 @@ them for a recording; features without them need ``--deep-cache`` (older runs).
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for whisper inputs when FEATURES_DIR has no encoder vectors (pronscore features "
         "--encoder)",
     )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="train on train + dev with no selection, for the epochs --cv chose (or "
+        "--stop-after); several --seeds make a seed ensemble",
+    )
+    p.add_argument("--cv", help="CV_DIR of `pronscore cv hier` whose chosen epochs a refit uses")
+    p.add_argument("--stop-after", type=int, help="refit: epochs to train (of --epochs)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-split", default="train")
     p.add_argument("--dev-split", default="dev")
@@ -86,7 +95,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pronscore.features.encoder import read_spec
-    from pronscore.features.extract import load_features
+    from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.hier_inputs import InputSpec
     from pronscore.training.hier import HierTrainOptions, save_run, train_seeds
 
@@ -111,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     train = load_features(args.features, args.train_split)
     dev = load_features(args.features, args.dev_split)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.refit:
+        return _refit(args, opts, concat_features([train, dev]), seeds, encoder)
     result = train_seeds(train, dev, opts, seeds)
     extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache}
     if encoder is not None:  # the vectors the Scorer computes for a recording
@@ -120,4 +131,29 @@ def run(args: argparse.Namespace) -> int:
         for a, v in aspects.items():
             print(f"{level:9s} {a:12s} PCC {v['pcc']:.3f} (sd {v['pcc_sd']:.3f})  n={v['n']}")
     print(f"saved {args.out}")
+    return 0
+
+
+def _refit(args, opts, data, seeds, encoder) -> int:
+    from dataclasses import replace
+
+    from pronscore.evaluation.cv_report import read_cv
+    from pronscore.training.hier import refit_epochs, save_refit, train_hier
+
+    stop = args.stop_after
+    if args.cv:
+        cv = read_cv(args.cv)
+        stop, o = refit_epochs(cv), cv.get("options", {})
+        opts = replace(opts, epochs=int(o.get("epochs") or opts.epochs))
+    if stop is None:
+        print("pronscore train hier: error: --refit needs --cv or --stop-after", file=sys.stderr)
+        return 2
+    opts = replace(opts, stop_after=stop)
+    trained = [train_hier(data, None, replace(opts, seed=s)) for s in seeds]
+    extra = {"features_dir": str(args.features), "deep_cache": args.deep_cache, "refit": True}
+    extra["refit_epochs"] = stop
+    if encoder is not None:
+        extra["encoder"] = encoder.to_dict()
+    save_refit(args.out, trained, extra)
+    print(f"refit on {len(data.utterances)} utterances, {stop} epochs, seeds {seeds}: {args.out}")
     return 0

@@ -112,6 +112,11 @@ class HierHead:
             json.loads((d / "config.json").read_text(encoding="utf-8")),
         )
 
+    def save_pretrained(self, out_dir: str | Path) -> None:
+        """The run folder again: weights and config.json (with what else it recorded)."""
+        extra = {k: v for k, v in self.config.items() if k not in ("kind", "model")}
+        self.model.save_pretrained(out_dir, extra=extra)
+
     @property
     def encoder(self) -> EncoderSpec | None:
         """The encoder vectors whisper inputs read (``None`` without whisper inputs): those of

@@ -152,6 +152,7 @@ class FitOptions:
     patience: int = 10
     select_on: str = "total"  # a key of dev_pcc: an utterance aspect, word_accuracy, phone, levels
     pcc_weight: float = 0.0  # > 0: + this times the batch's 1 - PCC per level (batch_loss)
+    stop_after: int | None = None  # stop after this many epochs of the ``epochs`` schedule
 
 
 def _freeze(model: HierarchicalScorer, trainable: str) -> None:
@@ -179,7 +180,9 @@ def fit(
     optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(opts.epochs, 1))
     best, best_state, best_epoch, stale = -np.inf, None, -1, 0
-    for epoch in range(opts.epochs):
+    # the learning-rate schedule spans ``epochs`` even when a refit stops earlier, so that the
+    # epochs a cross-validation chose are the same epochs in a refit
+    for epoch in range(min(opts.stop_after or opts.epochs, opts.epochs)):
         model.train()
         order = rng.permutation(len(train))
         total = 0.0
@@ -228,6 +231,7 @@ class HierTrainOptions:
     seed: int = 1
     epochs: int = 40
     pretrain_epochs: int = 20
+    stop_after: int | None = None  # refits: epochs to train (of the ``epochs`` schedule), no dev
     deep_cache: str | None = None  # CACHE_DIR of pronscore.features.deep; whisper inputs only
     vector_layers: tuple[int, ...] | None = None  # layers of the features' encoder vectors
     unlabelled: tuple[str, ...] = ()  # extra FEATURES_DIR splits "DIR:split" for stage 2
@@ -236,7 +240,11 @@ class HierTrainOptions:
 
 def _fit_options(opts: HierTrainOptions, epochs: int) -> FitOptions:
     return FitOptions(
-        epochs=epochs, seed=opts.seed, select_on=opts.select_on, pcc_weight=opts.pcc_weight
+        epochs=epochs,
+        seed=opts.seed,
+        select_on=opts.select_on,
+        pcc_weight=opts.pcc_weight,
+        stop_after=opts.stop_after,
     )
 
 
@@ -248,15 +256,18 @@ class TrainedHier:
 
 def train_hier(
     train: SplitFeatures,
-    dev: SplitFeatures,
+    dev: SplitFeatures | None,
     opts: HierTrainOptions,
     *,
     synthetic: Sequence[SplitFeatures] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainedHier:
     """Stages 2 (optional) and 3 for one seed; returns the dev-selected model and timings.
+    Without ``dev`` (a refit), each stage trains ``stop_after`` epochs and keeps the last state.
 
     ``synthetic``: teacher-scored splits for stage 2 (computed here when not given)."""
+    if dev is None and opts.pretrain != "none":
+        raise ModelError("stage 2 needs a dev split (its teacher)", field="pretrain")
     torch.set_num_threads(max(1, opts.threads))
     t0 = time.process_time()
     spec = InputSpec.parse(opts.inputs)
@@ -264,10 +275,14 @@ def train_hier(
     u_cols = utt_columns(train.utterances) if spec.utt else []
     layers = opts.vector_layers
     tr = prepare_items(train, spec, opts.deep_cache, gop_cols, u_cols, layers)
-    dv = prepare_items(dev, spec, opts.deep_cache, gop_cols, u_cols, layers)
     mean, std = fit_input_norm(tr)
     u_mean, u_std = fit_utt_norm(tr)
-    tr, dv = fill_nan(tr, mean, u_mean), fill_nan(dv, mean, u_mean)
+    tr = fill_nan(tr, mean, u_mean)
+    dv = None
+    if dev is not None:
+        dv = fill_nan(
+            prepare_items(dev, spec, opts.deep_cache, gop_cols, u_cols, layers), mean, u_mean
+        )
     in_dim = tr[0].x.shape[-1]
     n_layers = len(spec.whisper_layers) if len(spec.whisper_layers) > 1 else 1
     extra = {"inputs": opts.inputs, "gop_columns": gop_cols, "utt_columns": u_cols}
@@ -399,3 +414,32 @@ def save_run(out_dir: str | Path, result: SeedRuns, extra: dict) -> None:
         result.best.model.save_pretrained(tmp, extra={**extra, "train_info": result.best.info})
         summary = {"seeds": result.runs, "mean": result.mean}
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
+
+
+def refit_epochs(cv: dict) -> int:
+    """The epochs a refit trains: the median over a ``cv hier`` run's folds of the epoch its
+    validation speakers chose (stage 3)."""
+    chosen = [(f.get("selection") or {}).get("finetune", {}).get("best_epoch") for f in cv["folds"]]
+    if not chosen or None in chosen:
+        raise ModelError(
+            "the CV run records no chosen epochs (rerun `pronscore cv hier`)", field="selection"
+        )
+    return max(1, round(float(np.median(chosen))))
+
+
+def save_refit(out_dir: str | Path, trained: Sequence[TrainedHier], extra: dict) -> None:
+    """One seed: a ``hier`` RUN_DIR; several: an ``ensemble`` of them (members ``seed-N``),
+    served as the mean of their scores."""
+    from pronscore.heads.ensemble import EnsembleHead
+    from pronscore.heads.hier_head import HierHead
+
+    heads = [
+        HierHead(t.model, Path(out_dir), {"kind": "hier", **extra, "train_info": t.info})
+        for t in trained
+    ]
+    with replace_dir(out_dir) as tmp:
+        if len(heads) == 1:
+            heads[0].save_pretrained(tmp)
+            return
+        names = tuple(f"seed-{t.info['options']['seed']}" for t in trained)
+        EnsembleHead(tuple(heads), names, {"refit": True, **extra}).save_pretrained(tmp)

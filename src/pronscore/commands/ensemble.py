@@ -1,0 +1,54 @@
+"""Join trained runs into one served model that averages their scores (a mixed ensemble).
+
+    pronscore ensemble RUN_DIR RUN_DIR [...] --out RUN_DIR [--levels utterance,word]
+
+The members are saved under ``members/``; the first run's ``scorer.json`` and lexicon become the
+ensemble's (how recordings are aligned and pronounced), and its checks decide status and flags
+(:mod:`pronscore.heads.ensemble`). ``pronscore blend`` scores the same average over CV runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="trained runs, 'default' or 'whisper'"
+    )
+    p.add_argument("--out", required=True, help="RUN_DIR to write")
+    p.add_argument(
+        "--levels",
+        default="utterance,word,phone",
+        help="levels whose scores are averaged (comma list); the others are the first run's",
+    )
+    p.add_argument("--names", help="member names, comma-separated (default member-1, ...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from pronscore.heads.ensemble import LEVELS, EnsembleHead
+    from pronscore.scorer import Scorer
+
+    names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
+    names = names or [f"member-{k + 1}" for k in range(len(args.runs))]
+    levels = [s.strip() for s in args.levels.split(",") if s.strip()]
+    problem = (
+        "give two or more RUN_DIRs" if len(args.runs) < 2
+        else "one name per RUN_DIR" if len(names) != len(args.runs)
+        else f"unknown levels (known: {', '.join(LEVELS)})" if not set(levels) <= set(LEVELS)
+        else None
+    )  # fmt: skip
+    if problem:
+        print(f"pronscore ensemble: error: {problem}", file=sys.stderr)
+        return 2
+    scorers = [Scorer.from_pretrained(r) for r in args.runs]
+    extra = {"levels": levels, "sources": [str(r) for r in args.runs]}
+    head = EnsembleHead(tuple(s.head for s in scorers), tuple(names), extra)
+    first = scorers[0]
+    Scorer(head, config=first.config, lexicon_path=first.lexicon_path).save_pretrained(args.out)
+    print(
+        f"ensemble of {len(names)} ({', '.join(names)}), averaging {', '.join(levels)}: {args.out}"
+    )
+    return 0
