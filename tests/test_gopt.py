@@ -129,6 +129,25 @@ def test_refit_ensemble_and_a_mixed_ensemble_serve_what_they_average(tmp_path: P
     assert member["kind"] == "hier" and member["refit_epochs"] == 2
     assert member["train_info"]["options"]["stop_after"] == 2
     assert main(["train", "hier", "--features", str(feats), "--refit", "--out", "x"]) == 2
+    # --cv: the median of the epochs its folds chose; a CV of another architecture is refused
+    cv_dir = tmp_path / "cv"
+    cv_dir.mkdir()
+    folds = [{"selection": {"finetune": {"best_epoch": e, "best_dev_pcc": 0.5}}} for e in (1, 3, 4)]
+    options = {
+        "arch": "gopt",
+        "inputs": "gop",
+        "epochs": 6,
+        "pcc_weight": 0.0,
+        "select_on": "total",
+    }
+    (cv_dir / "cv.json").write_text(json.dumps({"folds": folds, "options": options}))
+    one = tmp_path / "one"
+    base = ["train", "hier", "--features", str(feats), "--refit", "--cv", str(cv_dir)]
+    assert main([*base, "--arch", "gopt", "--out", str(one)]) == 0
+    info = json.loads((one / "config.json").read_text())
+    assert info["refit_epochs"] == 3 and info["train_info"]["options"]["epochs"] == 6
+    assert main([*base, "--out", str(tmp_path / "two")]) == 2  # arch hier against a gopt CV
+    assert not (tmp_path / "two").exists()
 
     gbt = tmp_path / "gbt"
     assert main(["train", "gop-gbt", "--features", str(feats), "--out", str(gbt), "--threads", "1",

@@ -144,6 +144,14 @@ def _refit(args, opts, data, seeds, encoder) -> int:
     if args.cv:
         cv = read_cv(args.cv)
         stop, o = refit_epochs(cv), cv.get("options", {})
+        for key in ("arch", "inputs", "pcc_weight", "select_on"):
+            if key in o and o[key] != getattr(opts, key):
+                print(
+                    f"pronscore train hier: error: --cv ran {key}={o[key]!r}, this refit "
+                    f"{getattr(opts, key)!r}",
+                    file=sys.stderr,
+                )
+                return 2
         opts = replace(opts, epochs=int(o.get("epochs") or opts.epochs))
     if stop is None:
         print("pronscore train hier: error: --refit needs --cv or --stop-after", file=sys.stderr)
