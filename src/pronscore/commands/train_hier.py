@@ -4,7 +4,10 @@
         --pretrain synthetic|none --out RUN_DIR [--seeds 1,2,3]
 
 Every seed is trained with model selection on dev; the best seed is saved, and
-``RUN_DIR/metrics.json`` holds each seed's dev metrics and their mean.
+``RUN_DIR/metrics.json`` holds each seed's dev metrics and their mean. ``--arch gopt`` trains
+the GOPT-style transformer (:mod:`pronscore.heads.gopt`) instead of the hierarchical head.
+``--refit --cv CV_DIR`` trains on train + dev for the epochs that CV's folds chose, with no
+selection; several ``--seeds`` are saved as a seed ensemble.
 
 Whisper inputs read the encoder vectors of FEATURES_DIR (``pronscore features DS --out F
 --encoder ID_OR_PATH --layers 3-6``), recorded as the run's ``encoder`` so the Scorer computes

@@ -22,12 +22,11 @@ import math
 import torch
 from torch import nn
 
-from pronscore.errors import ModelError
 from pronscore.heads.hierarchical import (
     N_PHONE_TYPES,
     HierConfig,
     HierOutput,
-    ScorerIO,
+    PhoneScorer,
     masked_mean,
 )
 
@@ -56,25 +55,15 @@ def word_positions(phone_mask: torch.Tensor) -> torch.Tensor:
     return pos * phone_mask
 
 
-class GoptScorer(ScorerIO, nn.Module):
+class GoptScorer(PhoneScorer):
     def __init__(self, config: HierConfig) -> None:
-        super().__init__()
-        c = self.config = config
-        if c.d % c.heads:
-            raise ModelError(f"d={c.d} not divisible by heads={c.heads}", field="heads")
-        self.layer_logits = (
-            nn.Parameter(torch.zeros(c.n_input_layers)) if c.n_input_layers > 1 else None
-        )
-        self.register_buffer("in_mean", torch.zeros(c.in_dim))
-        self.register_buffer("in_std", torch.ones(c.in_dim))
+        super().__init__(config)
+        c = config
         self.proj = nn.Linear(c.in_dim, c.d)
         self.phone_emb = nn.Embedding(N_PHONE_TYPES, c.d, padding_idx=0)
         self.word_pos = nn.Embedding(N_WORD_POSITIONS, c.d, padding_idx=0)
         self.aspects = nn.Parameter(torch.randn(len(c.utterance_outputs), c.d) * 0.02)
-        if c.utt_dim:
-            self.register_buffer("utt_mean", torch.zeros(c.utt_dim))
-            self.register_buffer("utt_std", torch.ones(c.utt_dim))
-            self.utt_proj = nn.Sequential(nn.LayerNorm(c.utt_dim), nn.Linear(c.utt_dim, c.d))
+        self.add_utterance_features()
         layer = nn.TransformerEncoderLayer(
             c.d, c.heads, 4 * c.d, c.dropout, batch_first=True, norm_first=True
         )
@@ -89,8 +78,7 @@ class GoptScorer(ScorerIO, nn.Module):
         self, x: torch.Tensor, phone_ids: torch.Tensor, utt_x: torch.Tensor | None = None
     ) -> HierOutput:
         c = self.config
-        if self.layer_logits is not None:  # (B, W, P, L, F) -> (B, W, P, F)
-            x = (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
+        x = self.mix_layers(x)
         B, W, P, _ = x.shape
         phone_mask = phone_ids > 0
         word_mask = phone_mask.any(-1)
@@ -101,10 +89,9 @@ class GoptScorer(ScorerIO, nn.Module):
         h = h.reshape(B, W * P, c.d) + sinusoid(order, c.d)
         h = h * flat_mask.unsqueeze(-1)
         cls = self.aspects.expand(B, -1, -1)
-        if c.utt_dim:
-            if utt_x is None:
-                raise ModelError("this model needs utterance features (utt_x)", field="utt_x")
-            cls = cls + self.utt_proj((utt_x - self.utt_mean) / self.utt_std).unsqueeze(1)
+        u = self.utterance_vector(utt_x)
+        if u is not None:
+            cls = cls + u.unsqueeze(1)
         n_cls = cls.shape[1]
         keep = torch.cat([torch.ones(B, n_cls, dtype=torch.bool), flat_mask], 1)
         z = self.norm(self.encoder(torch.cat([cls, h], 1), src_key_padding_mask=~keep))

@@ -20,7 +20,7 @@ Batch layout: ``x`` (B, W, P, F) or (B, W, P, L, F) for L input layers, ``phone_
 output.
 
 ``HierConfig.arch == "gopt"``: the flat transformer of :mod:`pronscore.heads.gopt`, on the same
-batches, config, outputs and run folder (:func:`build_scorer`, :class:`ScorerIO`).
+batches, config, outputs and run folder (:func:`build_scorer`, :class:`PhoneScorer`).
 """
 
 from __future__ import annotations
@@ -134,11 +134,45 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(-2) / m.sum(-2).clamp_min(1.0)
 
 
-class ScorerIO:
-    """What both architectures of a ``hier`` run share: size and the run folder's files.
+class PhoneScorer(nn.Module):
+    """What both architectures of a ``hier`` run share: the config, the learned mix of input
+    layers, input and utterance-feature standardisation (fitted on train features, saved with
+    the weights), the utterance-feature projection, size and the run folder's files.
     :meth:`from_pretrained` builds the architecture its config names."""
 
-    config: HierConfig
+    def __init__(self, config: HierConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        if c.d % c.heads:
+            raise ModelError(f"d={c.d} not divisible by heads={c.heads}", field="heads")
+        self.layer_logits = (
+            nn.Parameter(torch.zeros(c.n_input_layers)) if c.n_input_layers > 1 else None
+        )
+        self.register_buffer("in_mean", torch.zeros(c.in_dim))
+        self.register_buffer("in_std", torch.ones(c.in_dim))
+
+    def add_utterance_features(self) -> None:
+        """The utterance features' standardisation and projection (when ``utt_dim``); each
+        architecture calls it where it always has, so that a seed gives the same weights."""
+        c = self.config
+        if c.utt_dim:
+            self.register_buffer("utt_mean", torch.zeros(c.utt_dim))
+            self.register_buffer("utt_std", torch.ones(c.utt_dim))
+            self.utt_proj = nn.Sequential(nn.LayerNorm(c.utt_dim), nn.Linear(c.utt_dim, c.d))
+
+    def mix_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, P, L, F) -> (B, W, P, F) by the learned layer weights; else unchanged."""
+        if self.layer_logits is None:
+            return x
+        return (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
+
+    def utterance_vector(self, utt_x: torch.Tensor | None) -> torch.Tensor | None:
+        """The projected utterance features (B, d), or None for a model without them."""
+        if not self.config.utt_dim:
+            return None
+        if utt_x is None:
+            raise ModelError("this model needs utterance features (utt_x)", field="utt_x")
+        return self.utt_proj((utt_x - self.utt_mean) / self.utt_std)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -180,18 +214,10 @@ def build_scorer(config: HierConfig) -> nn.Module:
     raise ModelError(f"unknown architecture {config.arch!r} (known: hier, gopt)", field="arch")
 
 
-class HierarchicalScorer(ScorerIO, nn.Module):
+class HierarchicalScorer(PhoneScorer):
     def __init__(self, config: HierConfig) -> None:
-        super().__init__()
-        c = self.config = config
-        if c.d % c.heads:
-            raise ModelError(f"d={c.d} not divisible by heads={c.heads}", field="heads")
-        self.layer_logits = (
-            nn.Parameter(torch.zeros(c.n_input_layers)) if c.n_input_layers > 1 else None
-        )
-        # input standardisation fitted on train features; saved with the weights
-        self.register_buffer("in_mean", torch.zeros(c.in_dim))
-        self.register_buffer("in_std", torch.ones(c.in_dim))
+        super().__init__(config)
+        c = config
         self.frame_norm = nn.LayerNorm(c.in_dim)
         self.proj = nn.Linear(c.in_dim, c.d)
         self.phone_emb = nn.Embedding(N_PHONE_TYPES, c.d, padding_idx=0)
@@ -201,10 +227,7 @@ class HierarchicalScorer(ScorerIO, nn.Module):
         self.word_mlp = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU())
         self.word_attn = _Attend(c.d, c.heads, c.attention, c.dropout)
         self.sent_norm = nn.LayerNorm(c.d)
-        if c.utt_dim:
-            self.register_buffer("utt_mean", torch.zeros(c.utt_dim))
-            self.register_buffer("utt_std", torch.ones(c.utt_dim))
-            self.utt_proj = nn.Sequential(nn.LayerNorm(c.utt_dim), nn.Linear(c.utt_dim, c.d))
+        self.add_utterance_features()
         self.utt_head = nn.Linear(c.d, len(c.utterance_outputs))
         self.word_head = nn.Linear(c.d, len(c.word_outputs)) if c.word_outputs else None
         self.phone_head = nn.Linear(c.d, 1) if c.phone_output else None
@@ -213,8 +236,7 @@ class HierarchicalScorer(ScorerIO, nn.Module):
         self, x: torch.Tensor, phone_ids: torch.Tensor, utt_x: torch.Tensor | None = None
     ) -> HierOutput:
         c = self.config
-        if self.layer_logits is not None:  # (B, W, P, L, F) -> (B, W, P, F)
-            x = (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
+        x = self.mix_layers(x)
         B, W, P, _ = x.shape
         phone_mask = phone_ids > 0
         word_mask = phone_mask.any(-1)
@@ -227,11 +249,8 @@ class HierarchicalScorer(ScorerIO, nn.Module):
         words = self.word_mlp(masked_mean(hp, phone_mask))
         words = self.word_attn(words, word_mask)
         utt = masked_mean(words, word_mask)
-        if c.utt_dim:
-            if utt_x is None:
-                raise ModelError("this model needs utterance features (utt_x)", field="utt_x")
-            utt = utt + self.utt_proj((utt_x - self.utt_mean) / self.utt_std)
-        utt = self.sent_norm(utt)
+        u = self.utterance_vector(utt_x)
+        utt = self.sent_norm(utt if u is None else utt + u)
         out_u = torch.sigmoid(self.utt_head(utt))
         out_w = out_p = None
         if self.word_head is not None:
