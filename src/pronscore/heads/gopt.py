@@ -78,13 +78,11 @@ class GoptScorer(PhoneScorer):
         self, x: torch.Tensor, phone_ids: torch.Tensor, utt_x: torch.Tensor | None = None
     ) -> HierOutput:
         c = self.config
-        x = self.mix_layers(x)
+        x, phone_mask, word_mask = self.standardised(x, phone_ids)
         B, W, P, _ = x.shape
-        phone_mask = phone_ids > 0
-        word_mask = phone_mask.any(-1)
         flat_mask = phone_mask.reshape(B, W * P)
         order = (flat_mask.cumsum(-1) - 1).clamp_min(0)  # position among the real phones
-        h = self.proj((x - self.in_mean) / self.in_std) + self.phone_emb(phone_ids)
+        h = self.proj(x) + self.phone_emb(phone_ids)
         h = h + self.word_pos(word_positions(phone_mask))
         h = h.reshape(B, W * P, c.d) + sinusoid(order, c.d)
         h = h * flat_mask.unsqueeze(-1)

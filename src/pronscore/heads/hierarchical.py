@@ -160,11 +160,15 @@ class PhoneScorer(nn.Module):
             self.register_buffer("utt_std", torch.ones(c.utt_dim))
             self.utt_proj = nn.Sequential(nn.LayerNorm(c.utt_dim), nn.Linear(c.utt_dim, c.d))
 
-    def mix_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, W, P, L, F) -> (B, W, P, F) by the learned layer weights; else unchanged."""
-        if self.layer_logits is None:
-            return x
-        return (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
+    def standardised(
+        self, x: torch.Tensor, phone_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, W, P, [L,] F) inputs -> (B, W, P, F) standardised (after the learned mix of
+        layers), the phone mask (B, W, P) and the word mask (B, W)."""
+        if self.layer_logits is not None:
+            x = (x * torch.softmax(self.layer_logits, 0)[:, None]).sum(-2)
+        phone_mask = phone_ids > 0
+        return (x - self.in_mean) / self.in_std, phone_mask, phone_mask.any(-1)
 
     def utterance_vector(self, utt_x: torch.Tensor | None) -> torch.Tensor | None:
         """The projected utterance features (B, d), or None for a model without them."""
@@ -236,11 +240,8 @@ class HierarchicalScorer(PhoneScorer):
         self, x: torch.Tensor, phone_ids: torch.Tensor, utt_x: torch.Tensor | None = None
     ) -> HierOutput:
         c = self.config
-        x = self.mix_layers(x)
+        x, phone_mask, word_mask = self.standardised(x, phone_ids)
         B, W, P, _ = x.shape
-        phone_mask = phone_ids > 0
-        word_mask = phone_mask.any(-1)
-        x = (x - self.in_mean) / self.in_std
         h = self.proj(self.frame_norm(x)) + self.phone_emb(phone_ids)
         h = self.drop(self.phone_norm(h))
         h = h * phone_mask.unsqueeze(-1)  # padding is zero before attention
