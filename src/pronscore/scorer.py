@@ -142,7 +142,7 @@ def read_scorer_config(model_dir: Path) -> ScorerConfig:
         raise ModelError(f"invalid scorer config ({exc})", path=path) from exc
 
 
-def _resolve(name_or_dir: str | os.PathLike) -> tuple[str, Path]:
+def resolve_model(name_or_dir: str | os.PathLike) -> tuple[str, Path]:
     name = str(name_or_dir)
     if name in SHIPPED:
         path = shipped_dir(name)
@@ -157,6 +157,30 @@ def _resolve(name_or_dir: str | os.PathLike) -> tuple[str, Path]:
             "model folder not found (use 'default', 'whisper' or a RUN_DIR)", path=path
         )
     return str(path), path
+
+
+def _write_scoring_files(folder: Path, config: ScorerConfig, lexicon_path: Path | None) -> None:
+    """``scorer.json`` and the lexicon it names, in a model folder being written."""
+    config = replace(config, lexicon=None)
+    if lexicon_path is not None:
+        shutil.copyfile(lexicon_path, folder / LEXICON_FILE)
+        config = replace(config, lexicon=LEXICON_FILE)
+    (folder / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def save_head_like(head: Any, like: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Write ``head`` as a model folder that aligns and pronounces as the model ``like`` does
+    (its ``scorer.json`` and lexicon), atomically, without loading ``like``'s encoder."""
+    _, path = resolve_model(like)
+    config = read_scorer_config(path)
+    lex_path = path / config.lexicon if config.lexicon else None
+    if lex_path is not None and not lex_path.is_file():
+        lex_path = packaged_lexicon()
+    out = Path(out_dir)
+    with replace_dir(out) as tmp:
+        head.save_pretrained(tmp)
+        _write_scoring_files(tmp, config, lex_path)
+    return out
 
 
 class Scorer:
@@ -196,7 +220,7 @@ class Scorer:
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike = "default") -> Scorer:
         """``"default"`` / ``"whisper"`` (shipped in the package) or any trained RUN_DIR."""
-        name, path = _resolve(name_or_dir)
+        name, path = resolve_model(name_or_dir)
         read_run_config(path)  # clear ModelError when config.json is missing or bad
         config = read_scorer_config(path)
         lex_path = path / config.lexicon if config.lexicon else None
@@ -227,11 +251,7 @@ class Scorer:
                 self.head.save_pretrained(tmp)
             elif self.source_dir is None:
                 raise ModelError("this head cannot be saved (no save_pretrained, no source)")
-            config = replace(self.config, lexicon=None)
-            if self.lexicon_path is not None:
-                shutil.copyfile(self.lexicon_path, tmp / LEXICON_FILE)
-                config = replace(config, lexicon=LEXICON_FILE)
-            (tmp / SCORER_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            _write_scoring_files(tmp, self.config, self.lexicon_path)
         return out
 
     # ------------------------------------------------------------------ scoring

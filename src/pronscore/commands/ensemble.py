@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from pronscore.heads.ensemble import LEVELS, EnsembleHead
-    from pronscore.scorer import Scorer
+    from pronscore.runs import load_predictor
+    from pronscore.scorer import resolve_model, save_head_like
 
     names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
     names = names or [f"member-{k + 1}" for k in range(len(args.runs))]
@@ -43,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"pronscore ensemble: error: {problem}", file=sys.stderr)
         return 2
-    scorers = [Scorer.from_pretrained(r) for r in args.runs]
+    members = tuple(load_predictor(resolve_model(r)[1]) for r in args.runs)
     extra = {"levels": levels, "sources": [str(r) for r in args.runs]}
-    head = EnsembleHead(tuple(s.head for s in scorers), tuple(names), extra)
-    first = scorers[0]
-    Scorer(head, config=first.config, lexicon_path=first.lexicon_path).save_pretrained(args.out)
+    save_head_like(EnsembleHead(members, tuple(names), extra), args.runs[0], args.out)
     print(
         f"ensemble of {len(names)} ({', '.join(names)}), averaging {', '.join(levels)}: {args.out}"
     )

@@ -68,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cv", help="CV_DIR of `pronscore cv hier` whose chosen epochs a refit uses")
     p.add_argument("--stop-after", type=int, help="refit: epochs to train (of --epochs)")
+    p.add_argument(
+        "--encoder-name",
+        help="whisper inputs: the encoder name the run records instead of the FEATURES_DIR's "
+        "(e.g. openai/whisper-base: found when scoring from --encoder / $PRONSCORE_WHISPER; "
+        "members of one ensemble must name the same encoder)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-split", default="train")
     p.add_argument("--dev-split", default="dev")
@@ -97,12 +103,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.hier_inputs import InputSpec
     from pronscore.training.hier import HierTrainOptions, save_run, train_seeds
 
     encoder = read_spec(args.features) if InputSpec.parse(args.inputs).whisper_layers else None
+    if encoder is not None and args.encoder_name:  # a name, not this machine's path
+        encoder = replace(encoder, model=args.encoder_name)
     opts = HierTrainOptions(
         inputs=args.inputs,
         arch=args.arch,
