@@ -114,6 +114,11 @@ def test_a_hier_run_scores_a_recording_as_its_features_say(
     head = HierHead.from_pretrained(run)
     if "whisper" in inputs:  # the features' encoder, all its layers: one vector layout
         assert head.encoder is not None and head.encoder.layers == (0, 1, 2)
+        named = tmp_path / "named"  # --encoder-name: a name to record, not this machine's path
+        assert main([*argv[:5], str(named), *argv[6:], "--epochs", "1",
+                     "--encoder-name", "org/enc"]) == 0  # fmt: skip
+        spec = HierHead.from_pretrained(named).encoder
+        assert (spec.model, spec.layers) == ("org/enc", (0, 1, 2))
     else:
         assert head.encoder is None
     expected = head.predict_features(load_features(feats, "dev"))
