@@ -61,3 +61,14 @@ def test_encoder_option_sets_the_whisper_location_for_every_scoring_command(monk
         assert args.encoder is None
     encoder.apply(argparse.Namespace(encoder="some/folder"))
     assert whisper_model() == "some/folder"
+
+
+def test_comma_lists_parse_once_for_every_command() -> None:
+    import argparse
+
+    from pronscore.commands.lists import ints, names
+
+    assert names(" train, dev,,") == ["train", "dev"] and names(None) == []
+    assert ints("1,2, 3") == (1, 2, 3)
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated list of integers"):
+        ints("1,two")

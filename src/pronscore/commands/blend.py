@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from pronscore.commands.lists import names
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="CV_DIR", help="`pronscore cv` folders, 2 or more")
@@ -34,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         print("pronscore blend: error: give two or more CV_DIRs", file=sys.stderr)
         return 2
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    splits = names(args.splits)
     data = concat_features([load_features(args.features, s) for s in splits])
-    levels = [s.strip() for s in args.levels.split(",") if s.strip()]
+    levels = names(args.levels)
     metrics, rows = blend_runs(args.runs, data, levels=levels, n_boot=args.bootstrap)
     metrics.update({"features_dir": str(args.features), "splits": splits})
     write_cv_dir(args.out, metrics, rows)

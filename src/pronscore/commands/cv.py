@@ -15,6 +15,7 @@ import json
 import sys
 
 from pronscore.commands import recipe as recipe_option
+from pronscore.commands.lists import ints, names
 from pronscore.commands.train_hier import add_model_arguments
 from pronscore.training.cv import KINDS
 from pronscore.training.recipe import GOP_ONLY
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", default="train,dev", help="labelled splits to pool (comma list)")
     p.add_argument("--fold-seed", type=int, default=1, help="speaker -> fold assignment")
     p.add_argument(
-        "--seeds", type=_ints, default=(1,), help="model seeds, comma-separated (one CV each)"
+        "--seeds", type=ints, default=(1,), help="model seeds, comma-separated (one CV each)"
     )
     p.add_argument(
         "--ensemble",
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
     p.add_argument("--feature-set", choices=("paper", "all"), default="all", help="gop-gbt")
     p.add_argument(
-        "--num-leaves", type=_ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
+        "--num-leaves", type=ints, help="gop-gbt: num_leaves grid, comma-separated (7,15,31)"
     )
     p.add_argument("--max-rounds", type=int, help="gop-gbt: boosting rounds cap (3000)")
     recipe_option.add_arguments(p, defaults=GOP_ONLY)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         ensemble=args.ensemble,
     )
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    splits = names(args.splits)
     data = concat_features([load_features(args.features, s) for s in splits])
     result = cross_validate(args.kind, data, opts, log=lambda m: print(m, file=sys.stderr))
     result.metrics.update({"features_dir": str(args.features), "splits": splits})
@@ -99,15 +100,6 @@ def write_cv_dir(out: str, metrics: dict, predictions) -> None:
         (tmp / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(summary(metrics, format_table))
     print(f"cross-validation written to {out}")
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of integers: {text!r}"
-        ) from None
 
 
 def _pcc(m: dict) -> str:

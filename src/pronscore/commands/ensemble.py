@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from pronscore.commands import lists
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -32,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from pronscore.runs import load_predictor
     from pronscore.scorer import resolve_model, save_head_like
 
-    names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
+    names = lists.names(args.names)
     names = names or [f"member-{k + 1}" for k in range(len(args.runs))]
-    levels = [s.strip() for s in args.levels.split(",") if s.strip()]
+    levels = lists.names(args.levels)
     problem = (
         "give two or more RUN_DIRs" if len(args.runs) < 2
         else "one name per RUN_DIR" if len(names) != len(args.runs)

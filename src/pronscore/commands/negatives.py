@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from pronscore.commands.lists import names
 from pronscore.errors import PronscoreError
 from pronscore.training.negatives import ALL_KINDS, KINDS, NegativeOptions, make_negatives
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         options = NegativeOptions(
-            kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+            kinds=tuple(names(args.kinds)),
             per_utt=args.per_utt,
             seed=args.seed,
         )

@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pronscore.commands import lists
 from pronscore.training.hier import HierTrainOptions
 
 W = "whisper:3-6+gop"
@@ -166,8 +167,8 @@ def run_hier(args: argparse.Namespace) -> int:
     from pronscore.features.extract import load_features
     from pronscore.training.hier import save_run, train_seeds
 
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    seeds = list(lists.ints(args.seeds))
+    names = lists.names(args.rows)
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         print(f"error: unknown rows {unknown} (known: {', '.join(ROWS)})", file=sys.stderr)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pronscore.commands.lists import ints
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", required=True, help="FEATURES_DIR from `pronscore features`")
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     )
     train = load_features(args.features, args.train_split)
     dev = load_features(args.features, args.dev_split)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = list(ints(args.seeds))
     if args.refit:
         return _refit(args, opts, concat_features([train, dev]), seeds, encoder)
     result = train_seeds(train, dev, opts, seeds)
