@@ -276,3 +276,16 @@ def test_whisper_model_catches_a_sentence_not_said(
     assert a.status == "mismatch" and "does not sound like the text" in a.reason
     assert [w.mispronounced for w in a.words] == [True] * 6
     assert 0 < a.utterance.accuracy < right.utterance.accuracy
+
+
+def test_the_shipped_whisper_model_averages_hierarchical_heads_on_the_utterance() -> None:
+    """`whisper` = its three tree heads (every level) + three hierarchical heads on the same
+    Whisper vectors, averaged on the utterance scores only (CV total 0.837 -> 0.846)."""
+    from pronscore.heads.ensemble import EnsembleHead
+    from pronscore.scorer import shipped_dir
+
+    head = EnsembleHead.from_pretrained(shipped_dir("whisper"))
+    assert head.names == ("whisper", "hier") and head.levels == ("utterance",)
+    trees, hier = head.members
+    assert len(trees.members) == 3 and len(hier.members) == 3
+    assert trees.encoder == hier.encoder == EncoderSpec("openai/whisper-base", (4,))
