@@ -60,6 +60,8 @@ def test_levels_left_out_of_the_average_keep_the_first_members_scores() -> None:
     assert only_phones.words[0].phones[0].score == 1.5
     with pytest.raises(ModelError, match="unknown levels"):
         average_assessments([first, second], levels=("sentence",))
+    with pytest.raises(ModelError, match=r"unknown levels \['sentence'\]"):
+        EnsembleHead((first, second), ("a", "b"), {"levels": ["sentence"]})
 
 
 @pytest.fixture(scope="module")

@@ -211,6 +211,9 @@ class Scorer:
         self.extractor = Extractor(self.config.extractor)
         spec = getattr(head, "encoder", None)  # heads that read per-phone encoder vectors
         self.vectors = vectors or (PhoneVectors(spec) if spec is not None else None)
+        self.recogniser = getattr(head, "recogniser", None)  # p_ctc_* columns, same frames
+        if self.recogniser is not None and self.vectors is None:
+            raise NotServable("a head with a CTC phone recogniser must read encoder vectors")
         if self.vectors is not None:
             self.vectors.load()  # now: a missing encoder is an error at start-up, not mid-scoring
         self._lock = threading.Lock()  # pocketsphinx decoders are not thread-safe
@@ -317,21 +320,34 @@ class Scorer:
             if feats.utterance["status"] != "ok":
                 reason = feats.utterance.get("reason") or "alignment failed"
                 return failed_assessment(prons, reason, status=feats.utterance["status"])
-            vectors = self._phone_vectors(samples, feats)
-        hyp = self.head.predict_features(single_split(feats, UTT_ID, vectors))
+            vectors, ctc = self._encoder_stages(samples, feats)
+        hyp = self.head.predict_features(single_split(feats, UTT_ID, vectors, ctc))
         if UTT_ID not in hyp:
             raise ModelError(f"{type(self.head).__name__} returned no prediction")
         return self._finish(prons, feats, hyp[UTT_ID])
 
-    def _phone_vectors(self, samples: np.ndarray, feats: UtteranceFeatures) -> np.ndarray | None:
-        """The encoder vectors of the aligned phones, for heads that read them: the same stage
-        as ``pronscore features --encoder``, on the recording as loaded (times are the
-        recording's)."""
+    def _encoder_stages(
+        self, samples: np.ndarray, feats: UtteranceFeatures
+    ) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+        """What heads read from the encoder, from one forward on the recording as loaded
+        (times are the recording's): the phones' pooled vectors (as ``pronscore features
+        --encoder``) and the CTC recogniser's columns (as ``pronscore features --ctc``)."""
         if self.vectors is None:
-            return None
+            return None, None
         starts = [r.get("start") for r in feats.phones]
         ends = [r.get("end") for r in feats.phones]
-        return self.vectors(samples, starts, ends)
+        states = self.vectors.frames(samples)
+        ctc = None
+        if self.recogniser is not None:
+            from pronscore.features.ctc_gop import ctc_phone_columns
+            from pronscore.features.ctc_store import encode
+
+            lp = self.recogniser.log_probs(states)
+            phones = [str(r["base_phone"]) for r in feats.phones]
+            ctc = encode(
+                ctc_phone_columns(lp, phones, starts, ends, self.vectors.frames.frame_rate)
+            )
+        return self.vectors.pool(states, starts, ends), ctc
 
     def _finish(
         self, prons: list[Pronunciation], feats: UtteranceFeatures | None, hyp: Assessment
@@ -514,9 +530,13 @@ class _MemorySplit(SplitFeatures):
 
 
 def single_split(
-    feats: UtteranceFeatures, utt_id: str = UTT_ID, phone_vectors: np.ndarray | None = None
+    feats: UtteranceFeatures,
+    utt_id: str = UTT_ID,
+    phone_vectors: np.ndarray | None = None,
+    ctc: dict[str, np.ndarray] | None = None,
 ) -> SplitFeatures:
-    """The rows of one extracted utterance as the DataFrames a FEATURES_DIR split holds."""
+    """The rows of one extracted utterance as the DataFrames a FEATURES_DIR split holds
+    (``ctc``: its CTC recogniser columns, :func:`pronscore.features.ctc_store.encode`)."""
     utt = {"id": utt_id, **feats.utterance, "speaker": None, "age": None, "gender": None}
     tables = [
         feature_frame(rows)
@@ -526,4 +546,8 @@ def single_split(
             [{"id": utt_id, **r} for r in feats.phones],
         )
     ]
+    if ctc is not None:
+        from pronscore.features.ctc_store import with_ctc_columns
+
+        tables[0], tables[2] = with_ctc_columns(tables[0], tables[2], {utt_id: ctc})
     return _MemorySplit(*tables, frames=feats.frames, phone_vectors=phone_vectors)

@@ -30,24 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from pronscore.heads.ensemble import LEVELS, EnsembleHead
+    from pronscore.heads.ensemble import EnsembleHead, check_levels
     from pronscore.runs import load_predictor
     from pronscore.scorer import resolve_model, save_head_like
 
     names = lists.names(args.names)
     names = names or [f"member-{k + 1}" for k in range(len(args.runs))]
-    levels = lists.names(args.levels)
+    levels = check_levels(lists.names(args.levels))  # before any member loads
     problem = (
         "give two or more RUN_DIRs" if len(args.runs) < 2
         else "one name per RUN_DIR" if len(names) != len(args.runs)
-        else f"unknown levels (known: {', '.join(LEVELS)})" if not set(levels) <= set(LEVELS)
         else None
     )  # fmt: skip
     if problem:
         print(f"pronscore ensemble: error: {problem}", file=sys.stderr)
         return 2
     members = tuple(load_predictor(resolve_model(r)[1]) for r in args.runs)
-    extra = {"levels": levels, "sources": [str(r) for r in args.runs]}
+    extra = {"levels": list(levels), "sources": [str(r) for r in args.runs]}
     save_head_like(EnsembleHead(members, tuple(names), extra), args.runs[0], args.out)
     print(
         f"ensemble of {len(names)} ({', '.join(names)}), averaging {', '.join(levels)}: {args.out}"

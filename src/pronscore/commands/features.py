@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from pronscore.acoustic.pocketsphinx import ModelConfig
+from pronscore.commands.lists import names
 from pronscore.features.extract import RECOMMENDED, ExtractorConfig, extract_dataset
 
 
@@ -61,6 +62,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="4",
         help="encoder hidden states to pool, e.g. 4, 3-6 or 2,4,6 (0 = embeddings; default 4)",
     )
+    p.add_argument(
+        "--ctc",
+        metavar="RUN_DIR",
+        help="also add the columns of this CTC phone recogniser (`pronscore train ctc`): "
+        "alignment-free GOP and the phone heard, per phone (p_ctc_*, ctc_heard)",
+    )
+    p.add_argument(
+        "--frames",
+        metavar="CACHE_DIR",
+        help="with --ctc: the encoder frames cache (missing utterances are encoded into it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,7 +81,7 @@ def _optional_float(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    splits = names(args.splits) or None
     out = extract_dataset(
         args.dataset_dir,
         args.out,
@@ -92,11 +104,64 @@ def run(args: argparse.Namespace) -> int:
         spec = EncoderSpec(model=model, layers=parse_layers(args.layers))
         for split in splits or _splits_in(out):
             extract_split_vectors(
-                args.dataset_dir, out, split, spec, threads=max(1, args.jobs),
+                args.dataset_dir,
+                out,
+                split,
+                spec,
+                threads=max(1, args.jobs),
                 progress=not args.quiet,
-            )  # fmt: skip
+            )
+    if args.ctc:
+        _add_ctc(args, out, splits or _splits_in(out))
     print(f"features written to {out}")
     return 0
+
+
+def _add_ctc(args: argparse.Namespace, out: Path, splits: list[str]) -> None:
+    from pronscore.features.ctc_store import extract_split_ctc
+
+    if not args.frames:
+        raise SystemExit("--ctc needs --frames CACHE_DIR (the encoder frames it reads)")
+    for split in splits:
+        encode_missing(
+            args.dataset_dir,
+            out,
+            split,
+            args.frames,
+            args.ctc,
+            args.encoder,
+            threads=max(1, args.jobs),
+            progress=not args.quiet,
+        )
+        extract_split_ctc(out, split, args.ctc, args.frames, progress=not args.quiet)
+
+
+def encode_missing(
+    dataset_dir: str,
+    features_dir: Path,
+    split: str,
+    frames: str,
+    run_dir: str | None,
+    encoder: str | None,
+    **kw,
+) -> int:
+    """Encode into the frames cache the utterances of ``split`` it lacks, with ``encoder``,
+    else ``$PRONSCORE_WHISPER``, else the recogniser's own encoder."""
+    import os
+
+    import pandas as pd
+
+    from pronscore.acoustic.phone_ctc import PhoneRecogniser
+    from pronscore.features.deep import WHISPER_ENV, dataset_audio
+    from pronscore.features.frames_cache import cache_frames, state_path
+
+    ids = pd.read_parquet(Path(features_dir) / split / "utterances.parquet", columns=["id"])
+    todo = [u for u in ids["id"].astype(str) if not state_path(frames, u).is_file()]
+    if not todo:
+        return 0
+    model = encoder or os.environ.get(WHISPER_ENV)
+    model = model or PhoneRecogniser.from_pretrained(run_dir).encoder
+    return cache_frames(todo, dataset_audio(dataset_dir, [split]), frames, model=model, **kw)
 
 
 def _splits_in(features_dir) -> list[str]:

@@ -18,6 +18,7 @@ KINDS: dict[str, tuple[str, str]] = {
         "a shipped scorer: default (pocketsphinx features) or whisper (+ --encoder features)",
     ),
     "hier": ("pronscore.commands.train_hier", "hierarchical attention scorer (Lin & Wang 2021)"),
+    "ctc": ("pronscore.commands.train_ctc", "CTC phone recogniser over a frozen encoder"),
     "ssl": ("pronscore.commands.train_ssl", "SSL encoder + head, fine-tuned (seed 000)"),
 }
 

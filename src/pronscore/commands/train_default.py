@@ -112,6 +112,7 @@ def _train_head(
     only) -- or, given the ``sizes`` cross-validation chose, fitted on train + dev with those;
     saved as a RUN_DIR. ``members`` > 1: a seed ensemble of such heads (seeds ``seed``,
     ``seed + 1``, ...); the negatives train only the first one's checks, which speak for it."""
+    from pronscore.features.ctc_store import recogniser_of
     from pronscore.features.encoder import read_spec
     from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.ensemble import EnsembleHead
@@ -127,11 +128,12 @@ def _train_head(
     with_neg = with_negatives(train, negatives, features_dir) if negatives else train
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
+    recogniser = recogniser_of(features_dir)
     heads, dev_pccs = [], []
     for k in range(members):
         config = GbtConfig(feature_set="all", seed=seed + k, **recipe.gbt_options())
         head, dev_pcc = fit_gbt(with_neg if k == 0 else train, dev, config, encoder=spec,
-                                sizes=sizes)  # fmt: skip
+                                sizes=sizes, recogniser=recogniser)  # fmt: skip
         # Scoring one recording is a handful of rows: one thread is faster than a team.
         head.config = replace(head.config, threads=1)
         heads.append(head)

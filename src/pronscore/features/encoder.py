@@ -100,7 +100,14 @@ class PhoneVectors:
     def __call__(
         self, samples: np.ndarray, starts: Sequence[float | None], ends: Sequence[float | None]
     ) -> np.ndarray:
-        states = self.frames(samples)[list(self.spec.layers)]  # (L, T, D)
+        return self.pool(self.frames(samples), starts, ends)
+
+    def pool(
+        self, states: np.ndarray, starts: Sequence[float | None], ends: Sequence[float | None]
+    ) -> np.ndarray:
+        """The vectors from every hidden state of the recording, ``self.frames(samples)``
+        (computed once when other stages read them too)."""
+        states = states[list(self.spec.layers)]  # (L, T, D)
         pooled, has = pool_phones(states, starts, ends, self.frames.frame_rate)
         out = np.concatenate(list(pooled), axis=-1)  # (n, L * D)
         out[~has] = np.nan  # no time: no vector (a head must not read zeros as speech)

@@ -699,9 +699,11 @@ def extract_dataset(
 
 def load_features(features_dir: str | Path, split: str) -> SplitFeatures:
     """Read ``FEATURES_DIR/<split>/{utterances,words,phones}.parquet`` (and the split's encoder
-    vectors when ``pronscore features --encoder`` made them)."""
+    vectors and CTC recogniser columns when ``pronscore features --encoder`` / ``--ctc`` made
+    them)."""
     import pandas as pd
 
+    from pronscore.features.ctc_store import load_split_ctc
     from pronscore.features.encoder import load_split_vectors
 
     d = Path(features_dir) / split
@@ -712,6 +714,9 @@ def load_features(features_dir: str | Path, split: str) -> SplitFeatures:
             raise CorpusError(f"no {name}.parquet (run `pronscore features`)", path=path)
         tables[name] = pd.read_parquet(path)
     vectors = load_split_vectors(features_dir, split, tables["phones"])
+    tables["utterances"], tables["phones"] = load_split_ctc(
+        features_dir, split, tables["utterances"], tables["phones"]
+    )
     return SplitFeatures(
         tables["utterances"], tables["words"], tables["phones"], d / "frames", (), vectors
     )

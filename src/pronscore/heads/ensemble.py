@@ -56,14 +56,20 @@ def _word(
     return replace(first, phones=phones, **scores)
 
 
+def check_levels(levels: Sequence[str]) -> tuple[str, ...]:
+    """``levels`` as a tuple, or a :class:`ModelError` naming the unknown ones."""
+    unknown = set(levels) - set(LEVELS)
+    if unknown or not levels:
+        raise ModelError(f"unknown levels {sorted(unknown)} (known: {', '.join(LEVELS)})")
+    return tuple(levels)
+
+
 def average_assessments(items: Sequence[Assessment], levels: Sequence[str] = LEVELS) -> Assessment:
     """The members' scores averaged at ``levels`` (default every level; a level left out keeps
     ``items[0]``'s scores, for members that are better at some levels than others); the rest
     from ``items[0]``. The members must describe the same words and phones (one set of features
     scored by each)."""
-    unknown = set(levels) - set(LEVELS)
-    if unknown:
-        raise ModelError(f"unknown levels {sorted(unknown)} (known: {', '.join(LEVELS)})")
+    check_levels(levels)
     first, others = items[0], list(items[1:])
     for a in others:
         if len(a.words) != len(first.words) or any(
@@ -95,11 +101,19 @@ class EnsembleHead:
             raise ModelError("an ensemble needs at least one member")
         if len({getattr(m, "encoder", None) for m in self.members}) > 1:
             raise ModelError("ensemble members read different encoders")
+        check_levels(self.levels)
 
     @property
     def encoder(self) -> Any:
         """What the members read (the Scorer computes it once for all)."""
         return getattr(self.members[0], "encoder", None)
+
+    @property
+    def recogniser(self) -> Any:
+        """The CTC phone recogniser whose columns members read (the first member's; members
+        trained on one FEATURES_DIR share it), or None."""
+        found = [r for m in self.members if (r := getattr(m, "recogniser", None)) is not None]
+        return found[0] if found else None
 
     @property
     def levels(self) -> tuple[str, ...]:

@@ -138,6 +138,7 @@ def fit_gbt(
     *,
     encoder: EncoderSpec | None = None,
     sizes: Mapping[str, Mapping[str, int]] | None = None,
+    recogniser: Any = None,
 ) -> tuple[GbtHead, dict]:
     """Train every target on ``train``, select on ``dev``; returns the head and dev PCCs.
 
@@ -145,10 +146,11 @@ def fit_gbt(
     with no selection -- the refit on all labelled data, ``dev`` may then be ``None``. What
     was chosen is in ``head.extra["selection"]``. Features with encoder vectors (``encoder``:
     how they were made) first get a phone classifier whose columns join the phone rows
-    (cross-fitted on ``train``)."""
+    (cross-fitted on ``train``). ``recogniser``: the CTC phone recogniser that made the
+    features' ``p_ctc_*`` columns, kept so that a Scorer makes them the same way."""
     if dev is None and sizes is None:
         raise ValueError("fit_gbt needs a dev split to select on, or the sizes to fit")
-    head = GbtHead(config, encoder=encoder)
+    head = GbtHead(config, encoder=encoder, recogniser=recogniser)
     if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
     if "synthetic" in train.utterances:  # synthetic rows train the checks, not the trees

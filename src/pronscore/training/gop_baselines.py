@@ -25,6 +25,7 @@ from pronscore.atomic import replace_dir
 from pronscore.constants import UTTERANCE_ASPECTS, WORD_ASPECTS
 from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import UttMeta, evaluate_assessments
+from pronscore.features.ctc_store import recogniser_of
 from pronscore.features.encoder import EncoderSpec, read_spec
 from pronscore.features.extract import SplitFeatures, load_features
 from pronscore.labels import utterance_labels, word_labels
@@ -87,15 +88,17 @@ def fit_head(
     log=print,
     *,
     encoder: EncoderSpec | None = None,
+    recogniser: Any = None,
 ):
     """Fit ``kind`` on ``train`` with model selection on ``dev``; returns (head, dev PCCs).
-    ``encoder``: how the features' encoder vectors were made (gop-gbt reads them)."""
+    ``encoder``: how the features' encoder vectors were made, ``recogniser``: the CTC phone
+    recogniser of their ``p_ctc_*`` columns (gop-gbt reads both)."""
     if kind == "gop-gbt":
         from pronscore.heads.gbt import GbtConfig
         from pronscore.training.gbt import fit_gbt
 
         config = GbtConfig(feature_set=opts.feature_set, seed=opts.seed, threads=opts.threads)
-        return fit_gbt(train, dev, config, log=log, encoder=encoder)
+        return fit_gbt(train, dev, config, log=log, encoder=encoder, recogniser=recogniser)
     if kind == "gop-blstm":
         import torch
 
@@ -135,7 +138,8 @@ def train_gop(
         train = with_negatives(train, opts.negatives, features_dir)
     dev = load_features(features_dir, opts.dev_split)
     started = time.perf_counter()
-    head, dev_pcc = fit_head(kind, train, dev, opts, log=log, encoder=read_spec(features_dir))
+    head, dev_pcc = fit_head(kind, train, dev, opts, log=log, encoder=read_spec(features_dir),
+                             recogniser=recogniser_of(features_dir))  # fmt: skip
     seconds = round(time.perf_counter() - started, 1)
     metrics = evaluate_assessments(
         labels_from_features(dev),

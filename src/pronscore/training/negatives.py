@@ -386,8 +386,12 @@ def _encoder_vectors(
     jobs: int, progress: bool,
 ) -> None:  # fmt: skip
     """Per-phone encoder vectors for the new rows when FEATURES_DIR has them (``features
-    --encoder``): the same stage over each row's own audio."""
+    --encoder``), and the CTC recogniser's columns when it has those (``features --ctc``):
+    the same stages over each row's own audio (each row's speaker picks the fold
+    recogniser, as for the utterance it was made from)."""
     from pronscore.dataset import load_split
+    from pronscore.features.ctc_store import extract_split_ctc
+    from pronscore.features.ctc_store import read_spec as read_ctc_spec
     from pronscore.features.encoder import extract_split_vectors, read_spec
 
     spec = read_spec(out)
@@ -402,6 +406,9 @@ def _encoder_vectors(
 
     extract_split_vectors(dataset_dir, out, name, spec, threads=jobs, progress=progress,
                           audio_of=audio_of)  # fmt: skip
+    if (ctc := read_ctc_spec(out)) is not None:  # the recogniser's columns, same audio
+        extract_split_ctc(out, name, ctc["run"], audio_of=audio_of,
+                          encoder=spec.resolved_model(), progress=progress)  # fmt: skip
 
 
 def _config_for(out: Path, config: ExtractorConfig | None) -> ExtractorConfig:

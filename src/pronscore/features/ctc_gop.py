@@ -1,0 +1,139 @@
+"""Per-phone columns from a CTC phone recogniser's frame posteriors (:mod:`~pronscore.acoustic.
+phone_ctc`): alignment-free GOP, what was heard, and the posterior over the aligned span.
+
+Alignment-free (GOP-SF style, Cao et al. 2024): for canonical phone ``i`` of the utterance,
+the CTC likelihood of the whole canonical sequence is compared with the sequences where
+position ``i`` holds any phone or none, summed over every segmentation (the CTC forward
+algorithm; batched through ``torch.nn.functional.ctc_loss``):
+
+* ``p_ctc_sf``    log share of the canonical phone among the 39 phones and the deletion;
+* ``p_ctc_del``   log share of the deletion;
+* ``p_ctc_rival`` log share of the best other phone -- the ``heard`` phone when it beats the
+  canonical one.
+
+Over the phone's aligned span (the pocketsphinx times at the encoder's 50 frames/s):
+``p_ctc_lpp`` and ``p_ctc_lpr_min`` (:func:`~pronscore.align.ctc.posterior_gop`, non-blank
+posteriors) and ``p_ctc_peak`` (log of the canonical phone's highest posterior there).
+
+Per utterance: ``u_ctc_per`` (phone error rate of the greedy decoding against the canonical
+phones; a reading of another text scores near 1) and ``u_ctc_ll`` (log-likelihood of the
+canonical sequence per phone).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pronscore.align.ctc import CTC_VOCAB, posterior_gop
+from pronscore.features.deep import frame_span
+
+BLANK = 0
+PHONE_COLUMNS = ("p_ctc_sf", "p_ctc_del", "p_ctc_rival", "p_ctc_lpp", "p_ctc_lpr_min", "p_ctc_peak")
+UTTERANCE_COLUMNS = ("u_ctc_per", "u_ctc_ll")
+DESCRIPTIONS = {
+    "p_ctc_sf": "CTC recogniser: log share of the canonical phone among all phones and none "
+    "at its position (alignment-free GOP)",
+    "p_ctc_del": "CTC recogniser: log share of the phone's deletion",
+    "p_ctc_rival": "CTC recogniser: log share of the best other phone at its position",
+    "p_ctc_lpp": "CTC recogniser: mean log posterior of the phone over its aligned span",
+    "p_ctc_lpr_min": "CTC recogniser: lowest mean log posterior ratio to another phone there",
+    "p_ctc_peak": "CTC recogniser: log of the phone's highest posterior over its span",
+    "u_ctc_per": "CTC recogniser: phone error rate of its greedy decoding vs the text",
+    "u_ctc_ll": "CTC recogniser: log-likelihood of the canonical phones, per phone",
+}
+_INDEX = {p: i for i, p in enumerate(CTC_VOCAB)}
+_CHUNK = 16  # positions per batched forward: bounds memory at T x 16*40 x 40 floats
+
+
+@dataclass(frozen=True)
+class CtcColumns:
+    phones: dict[str, np.ndarray]  # column -> (n_phones,) float
+    heard: tuple[str | None, ...]  # per phone: the phone heard instead, None when canonical
+    utterance: dict[str, float]
+
+
+def _alternatives_ll(log_probs: np.ndarray, targets: list[int]) -> np.ndarray:
+    """(N, V) log-likelihoods: column 0 position i deleted, column v phone v at position i."""
+    import torch
+
+    lp = torch.from_numpy(np.ascontiguousarray(log_probs, dtype=np.float32))
+    n, v = len(targets), lp.shape[1]
+    out = np.empty((n, v))
+    for c0 in range(0, n, _CHUNK):
+        seqs = []
+        for i in range(c0, min(n, c0 + _CHUNK)):
+            seqs.append(targets[:i] + targets[i + 1 :])
+            seqs += [[*targets[:i], k, *targets[i + 1 :]] for k in range(1, v)]
+        lens = torch.tensor([len(s) for s in seqs])
+        flat = torch.tensor([p for s in seqs for p in s], dtype=torch.long)
+        x = lp[:, None, :].expand(-1, len(seqs), -1)
+        nll = torch.nn.functional.ctc_loss(
+            x,
+            flat,
+            torch.full((len(seqs),), lp.shape[0]),
+            lens,
+            blank=BLANK,
+            reduction="none",
+            zero_infinity=False,
+        )
+        out[c0 : c0 + len(seqs) // v] = -nll.double().numpy().reshape(-1, v)
+    return out
+
+
+def _greedy(log_probs: np.ndarray) -> list[int]:
+    best = np.asarray(log_probs).argmax(axis=1)
+    return [int(b) for k, b in enumerate(best) if b != BLANK and (k == 0 or b != best[k - 1])]
+
+
+def _edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def _span_columns(lp: np.ndarray, token: int, start, end, rate: float) -> tuple[float, ...]:
+    if start is None or end is None or not (math.isfinite(start) and math.isfinite(end)):
+        return (math.nan,) * 3
+    a, b = frame_span(float(start), float(end), rate, lp.shape[0])
+    g = posterior_gop(lp, a, b, token, BLANK)
+    return g["lpp"], g["lpr_min"], float(lp[a:b, token].max())
+
+
+def ctc_phone_columns(
+    log_probs: np.ndarray,
+    phones: Sequence[str],
+    starts: Sequence[float | None],
+    ends: Sequence[float | None],
+    frame_rate: float,
+) -> CtcColumns:
+    """The columns of one utterance's canonical ``phones`` (base phones, CTC_VOCAB names)
+    from its (T, |CTC_VOCAB|) log-posteriors; ``starts``/``ends`` in seconds (None: no time)."""
+    lp = np.asarray(log_probs, dtype=np.float32)
+    targets = [_INDEX[p] for p in phones]
+    n = len(targets)
+    cols = {c: np.full(n, np.nan) for c in PHONE_COLUMNS}
+    heard: list[str | None] = [None] * n
+    alts = _alternatives_ll(lp, targets) if n and lp.shape[0] else np.full((n, 1), -np.inf)
+    for i, tok in enumerate(targets):
+        total = np.logaddexp.reduce(alts[i])
+        if np.isfinite(total):
+            rival = np.delete(alts[i], [BLANK, tok]).max()
+            cols["p_ctc_sf"][i] = alts[i, tok] - total
+            cols["p_ctc_del"][i] = alts[i, BLANK] - total
+            cols["p_ctc_rival"][i] = rival - total
+            best = int(np.argmax(alts[i, 1:])) + 1
+            heard[i] = CTC_VOCAB[best] if best != tok else None
+        if lp.shape[0]:
+            span = _span_columns(lp, tok, starts[i], ends[i], frame_rate)
+            cols["p_ctc_lpp"][i], cols["p_ctc_lpr_min"][i], cols["p_ctc_peak"][i] = span
+    ll = float(alts[0, targets[0]]) if n else math.nan  # position 0 canonical: the text
+    per = _edit_distance(_greedy(lp), targets) / n if n and lp.shape[0] else math.nan
+    utt = {"u_ctc_per": per, "u_ctc_ll": ll / n if n and math.isfinite(ll) else math.nan}
+    return CtcColumns(cols, tuple(heard), utt)

@@ -1,0 +1,198 @@
+"""The CTC phone recogniser over encoder frames: its alignment-free GOP columns, training,
+the features stage that stores them, and a GBT run whose Scorer makes them the same way."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pronscore.acoustic.phone_ctc import PhoneCtcConfig, PhoneCtcNet, PhoneRecogniser
+from pronscore.align.ctc import CTC_VOCAB, ctc_log_likelihood
+from pronscore.features.ctc_gop import _alternatives_ll, ctc_phone_columns
+
+INDEX = {p: i for i, p in enumerate(CTC_VOCAB)}
+
+
+def spiky(phones: list[str], frames_per_phone: int = 4, sure: float = 0.97) -> np.ndarray:
+    """Log-posteriors of a clear reading: each phone peaks on one frame, blanks between."""
+    t = len(phones) * frames_per_phone
+    p = np.full((t, len(CTC_VOCAB)), (1 - sure) / (len(CTC_VOCAB) - 1))
+    p[:, 0] = sure  # blank
+    for i, ph in enumerate(phones):
+        k = i * frames_per_phone + 1
+        p[k] = (1 - sure) / (len(CTC_VOCAB) - 1)
+        p[k, INDEX[ph]] = sure
+    return np.log(p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def times(n: int, frames_per_phone: int = 4, rate: float = 50.0):
+    starts = [i * frames_per_phone / rate for i in range(n)]
+    return starts, [s + frames_per_phone / rate for s in starts]
+
+
+def test_batched_alternatives_match_the_forward_algorithm() -> None:
+    lp = spiky(["B", "EH", "R"])
+    lp = np.log(np.exp(lp) * 0.5 + 0.5 / lp.shape[1]).astype(np.float32)  # blurred
+    targets = [INDEX[p] for p in ("B", "EH", "R")]
+    got = _alternatives_ll(lp, targets)
+    for i in range(3):
+        deleted = targets[:i] + targets[i + 1 :]
+        assert got[i, 0] == pytest.approx(ctc_log_likelihood(lp, deleted), abs=1e-3)
+        for v in (1, targets[i], 17):
+            alt = [*targets[:i], v, *targets[i + 1 :]]
+            assert got[i, v] == pytest.approx(ctc_log_likelihood(lp, alt), abs=1e-3)
+
+
+def test_a_clear_reading_scores_every_phone_and_hears_no_other() -> None:
+    phones = ["B", "EH", "R"]
+    cols = ctc_phone_columns(spiky(phones), phones, *times(3), 50.0)
+    assert cols.heard == (None, None, None)
+    assert (cols.phones["p_ctc_sf"] > -0.1).all()  # the canonical phone takes ~all the mass
+    assert (cols.phones["p_ctc_rival"] < -3).all()
+    assert cols.utterance["u_ctc_per"] == 0.0
+
+
+def test_a_substituted_phone_is_heard_and_loses_its_share() -> None:
+    said = spiky(["B", "AE", "R"])  # BEAR read as "bar"-like: EH sounded like AE
+    cols = ctc_phone_columns(said, ["B", "EH", "R"], *times(3), 50.0)
+    assert cols.heard == (None, "AE", None)
+    sf = cols.phones["p_ctc_sf"]
+    assert sf[1] < -3 and sf[0] > -0.1 and sf[2] > -0.1
+    assert cols.phones["p_ctc_lpp"][1] < cols.phones["p_ctc_lpp"][0]
+    assert cols.utterance["u_ctc_per"] == pytest.approx(1 / 3)
+
+
+def test_a_phone_without_time_keeps_its_alignment_free_columns() -> None:
+    phones = ["W", "IY"]
+    starts, ends = times(2)
+    cols = ctc_phone_columns(spiky(phones), phones, [starts[0], None], [ends[0], None], 50.0)
+    assert np.isnan(cols.phones["p_ctc_lpp"][1]) and np.isfinite(cols.phones["p_ctc_sf"][1])
+
+
+def test_recogniser_round_trip(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    net = PhoneCtcNet(PhoneCtcConfig(layers=(1, 2), dim=8, hidden=6, kernel=3)).eval()
+    rec = PhoneRecogniser(net, "some/encoder", {"note": 1})
+    rec.save_pretrained(tmp_path / "r")
+    back = PhoneRecogniser.from_pretrained(tmp_path / "r")
+    states = np.random.default_rng(0).normal(size=(3, 20, 8)).astype(np.float32)
+    np.testing.assert_allclose(back.log_probs(states), rec.log_probs(states), atol=1e-6)
+    assert back.encoder == "some/encoder" and back.extra == {"note": 1}
+    assert back.log_probs(states).shape == (20, len(CTC_VOCAB))
+
+
+def test_training_learns_to_recognise_phones() -> None:
+    from pronscore.training.phone_ctc import CtcData, CtcTrainOptions, train_phone_ctc
+
+    rng = np.random.default_rng(0)
+    proto = rng.normal(0, 1, (len(CTC_VOCAB), 16)).astype(np.float32)
+    states, targets = {}, {}
+    for k in range(60):
+        seq = rng.integers(1, 8, 5).tolist()  # a few phones, so that few epochs suffice
+        frames = [0] + [t for p in seq for t in (p, p, 0)]
+        x = proto[frames] + rng.normal(0, 0.3, (len(frames), 16))
+        states[f"u{k}"], targets[f"u{k}"] = x[None].astype(np.float16), seq
+    data = CtcData(states, targets)
+    ids = sorted(states)
+    config = PhoneCtcConfig(layers=(0,), dim=16, hidden=32, kernel=3, dropout=0.0)
+    opts = CtcTrainOptions(epochs=30, batch=8, lr=1e-2, threads=1)
+    net, info = train_phone_ctc(data, ids[:50], ids[50:], config, opts, log=lambda m: None)
+    assert info["best_val_loss"] < info["history"][0]["val_loss"]
+    rec = PhoneRecogniser(net, "synthetic", {})
+    from pronscore.features.ctc_gop import _edit_distance, _greedy
+
+    errors = sum(_edit_distance(_greedy(rec.log_probs(states[u])), targets[u]) for u in ids[50:])
+    assert errors / sum(len(targets[u]) for u in ids[50:]) < 0.1
+
+
+@pytest.mark.realdata
+def test_a_run_with_a_recogniser_scores_with_the_columns_its_features_hold(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features --encoder -> train ctc -> features --ctc -> train gop-gbt -> Scorer: the
+    recogniser travels with the run, and the columns the Scorer makes for a recording are
+    those the features stage stored (from float16 frames, so to ~1e-2)."""
+    from pronscore.cli import main
+    from pronscore.dataset import load_split
+    from pronscore.features.ctc_store import PHONE_COLUMNS
+    from pronscore.features.extract import extract_utterance, load_features
+    from pronscore.heads.gbt import GbtHead
+    from pronscore.scorer import Scorer
+    from pronscore.text import Pronunciation
+    from test_encoder_model import tiny_whisper
+
+    monkeypatch.delenv("PRONSCORE_WHISPER", raising=False)
+    enc = tiny_whisper(tmp_path / "enc")
+    data, feats, run = tmp_path / "ds", tmp_path / "f", tmp_path / "run"
+    frames, ctc = tmp_path / "frames", tmp_path / "ctc"
+    assert main(["prepare", str(corpus_dir), "--out", str(data), "--limit", "6", "--quiet"]) == 0
+    argv = ["features", str(data), "--out", str(feats), "--quiet"]
+    assert main([*argv, "--encoder", str(enc), "--layers", "1"]) == 0
+    train = ["train", "ctc", "--data", str(data), "--features", str(feats), "--frames",
+             str(frames), "--out", str(ctc), "--layers", "1-2", "--hidden", "8", "--epochs", "2",
+             "--folds", "0", "--encoder", str(enc), "--quiet", "--threads", "1"]  # fmt: skip
+    assert main(train) == 0
+    assert json.loads((ctc / "config.json").read_text())["kind"] == "phone-ctc"
+    assert main([*argv, "--ctc", str(ctc), "--frames", str(frames)]) == 0
+    dev = load_features(feats, "dev")
+    assert set(PHONE_COLUMNS) <= set(dev.phones) and "u_ctc_per" in dev.utterances
+    # synthetic negatives get the columns too, from the encoder over each row's own audio
+    neg = ["negatives", str(data), "--out", str(feats), "--limit", "2", "--quiet"]
+    assert main(neg) == 0
+    rows = load_features(feats, "train_neg").phones
+    assert len(rows) and np.isfinite(rows["p_ctc_sf"]).all()
+    argv = ["train", "gop-gbt", "--features", str(feats), "--out", str(run), "--bootstrap", "10"]
+    assert main(argv) == 0
+    assert GbtHead.from_pretrained(run).recogniser is not None
+
+    scorer = Scorer.from_pretrained(run)
+    r = next(r for r in load_split(data, "dev"))
+    prons = [Pronunciation(w["text"], tuple(w["phones"]), "corpus") for w in r["words"]]
+    audio = np.asarray(r["audio"], np.float32)
+    one = extract_utterance(audio, [(p.word, tuple(p.phones)) for p in prons],
+                            extractor=scorer.extractor)  # fmt: skip
+    _, got = scorer._encoder_stages(audio, one)
+    rows = dev.phones[dev.phones["id"] == r["id"]]
+    np.testing.assert_allclose(got["phones"], rows[list(PHONE_COLUMNS)].to_numpy(), atol=2e-2)
+    want = GbtHead.from_pretrained(run).predict_features(dev)[r["id"]]
+    have = scorer.score(audio, r["text"], pronunciations=prons)
+    assert have.status == want.status
+    assert [p.score for w in have.words for p in w.phones] == pytest.approx(
+        [min(max(p.score, 0), 2) for w in want.words for p in w.phones], abs=0.05
+    )
+
+
+def test_a_head_with_a_recogniser_reports_the_phone_the_recogniser_heard(tmp_path: Path) -> None:
+    """With a recogniser the GBT head's `heard` is the recogniser's alignment-free one (fewer
+    false alarms and more hits than the classifier's, out of fold), saved and loaded with it."""
+    import torch
+
+    from pronscore.features.encoder import EncoderSpec
+    from pronscore.heads.gbt import GbtConfig, GbtHead
+    from pronscore.training.gbt import fit_gbt
+    from test_encoder_model import make_split, with_vectors
+
+    train, dev = with_vectors(make_split(120, 4), 4), with_vectors(make_split(40, 5), 5)
+    rng = np.random.default_rng(0)
+    heard = rng.choice([None, "AE", "S"], size=len(dev.phones)).tolist()
+    dev = replace(dev, phones=dev.phones.assign(ctc_heard=heard))
+    torch.manual_seed(0)
+    rec = PhoneRecogniser(PhoneCtcNet(PhoneCtcConfig(layers=(1,), dim=8, hidden=4)), "e", {})
+    config = GbtConfig(num_leaves=(7,), max_rounds=40, early_stopping=20, threads=1)
+    head, _ = fit_gbt(train, dev, config, log=lambda *_: None, encoder=EncoderSpec(),
+                      recogniser=rec)  # fmt: skip
+    head.save_pretrained(tmp_path)
+    loaded = GbtHead.from_pretrained(tmp_path)
+    assert loaded.recogniser is not None and loaded.recogniser.layers == (1,)
+    out = loaded.predict_features(dev)
+    uid = str(dev.utterances["id"][0])
+    rows = (dev.phones["id"] == uid).to_numpy()
+    canon = dev.phones.loc[rows, "base_phone"].tolist()
+    want = [h if h != c else None for h, c in zip(np.array(heard)[rows], canon, strict=True)]
+    assert [p.heard for w in out[uid].words for p in w.phones] == want
