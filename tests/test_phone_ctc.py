@@ -196,3 +196,33 @@ def test_a_head_with_a_recogniser_reports_the_phone_the_recogniser_heard(tmp_pat
     canon = dev.phones.loc[rows, "base_phone"].tolist()
     want = [h if h != c else None for h, c in zip(np.array(heard)[rows], canon, strict=True)]
     assert [p.heard for w in out[uid].words for p in w.phones] == want
+
+
+def test_with_recogniser_columns_the_checks_read_the_alignment_free_share() -> None:
+    """The reading and word bars sit on ``p_ctc_sf`` when the features have it: a reading
+    whose canonical phones the recogniser cannot find is another text, with no synthetic
+    rows to learn that from."""
+    from pronscore.features.encoder import EncoderSpec
+    from pronscore.heads.gbt import GbtConfig
+    from pronscore.training.gbt import fit_gbt
+    from test_encoder_model import make_split, with_vectors
+
+    def with_share(split, seed):
+        q = np.nan_to_num(split.phones["y_score"].to_numpy(float), nan=1.0) / 2
+        noise = np.random.default_rng(seed).normal(0, 0.1, len(q))
+        return replace(split, phones=split.phones.assign(p_ctc_sf=np.log(0.05 + 0.95 * q) + noise))
+
+    train = with_share(with_vectors(make_split(120, 4), 4), 4)
+    dev = with_share(with_vectors(make_split(40, 5), 5), 5)
+    config = GbtConfig(num_leaves=(7,), max_rounds=40, early_stopping=20, threads=1)
+    head, _ = fit_gbt(train, dev, config, log=lambda *_: None, encoder=EncoderSpec())
+    assert head.checks.column == "p_ctc_sf"
+    means = train.phones.groupby("id")["p_ctc_sf"].mean()
+    assert head.checks.utterance_below == pytest.approx(np.quantile(means, 0.005))
+    before = {u for u, a in head.predict_features(dev).items() if a.status == "mismatch"}
+    uid = next(str(u) for u in dev.utterances["id"] if str(u) not in before)
+    rows = (dev.phones["id"] == uid).to_numpy()
+    lost = dev.phones.assign(p_ctc_sf=np.where(rows, -12.0, dev.phones["p_ctc_sf"]))
+    got = head.predict_features(replace(dev, phones=lost))
+    assert {u for u in got if got[u].status == "mismatch"} - before == {uid}
+    assert all(w.mispronounced for w in got[uid].words)

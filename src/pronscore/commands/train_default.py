@@ -129,6 +129,8 @@ def _train_head(
     spec = read_spec(features_dir)
     spec = replace(spec, model=encoder_name) if spec else None  # a name, not this machine's path
     recogniser = recogniser_of(features_dir)
+    if recogniser is not None:  # a name, not this machine's path, as for the encoder
+        recogniser = replace(recogniser, encoder=encoder_name)
     heads, dev_pccs = [], []
     for k in range(members):
         config = GbtConfig(feature_set="all", seed=seed + k, **recipe.gbt_options())
@@ -153,7 +155,7 @@ def _train_head(
         names = tuple(f"seed-{seed + k}" for k in range(members))
         extra.update(members_dev_pcc=dev_pccs, seeds=[seed + k for k in range(members)])
         EnsembleHead(tuple(heads), names, extra).save_pretrained(out)
-    return {**extra, **checks, "encoder": spec}
+    return {**extra, **checks, "encoder": spec, "recogniser": recogniser is not None}
 
 
 def train_default(
@@ -221,6 +223,7 @@ def train_default(
             recipe=recipe,
             checks={k: extra[k] for k in CHECKS if k in extra},
             members=members,
+            recogniser=extra["recogniser"],
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -346,6 +349,7 @@ def model_card(
     recipe: Recipe = GOP_ONLY,
     checks: dict[str, dict[str, float]] | None = None,
     members: int = 1,
+    recogniser: bool = False,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
     features had encoder vectors), with its dev (and CV) metrics."""
@@ -385,6 +389,18 @@ def model_card(
         if encoder is not None
         else ""
     )
+    if recogniser:
+        enc_model += (
+            "- Phone recogniser: a small CTC head trained here (`phone_ctc/`, `pronscore train\n"
+            "  ctc`: a mix of hidden states 3-6 of the same encoder forward, a 5-frame\n"
+            "  convolution, blank + 39 phones, trained on the canonical phones of the training\n"
+            "  readings) gives every phone an alignment-free GOP (`p_ctc_sf`: the canonical\n"
+            "  phone's share among every phone and none at its position, summed over all CTC\n"
+            "  paths), its deletion and best rival's shares, span posteriors and the reading's\n"
+            "  phone error rate (`p_ctc_*`, `u_ctc_*`). Its best rival, when it beats the\n"
+            "  canonical phone, is `heard`; the reading and word checks are bars on `p_ctc_sf`\n"
+            "  (another text: `mismatch`; a word far below its training words: flagged).\n"
+        )
     frame_vectors = recipe.frame_vectors
     frame_model = (
         """- Phone classifier over the acoustic model's frames: each phone's log phone posteriors,

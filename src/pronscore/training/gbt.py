@@ -364,12 +364,14 @@ def _speaker_of(utts: pd.DataFrame) -> pd.Series:
 
 
 def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) -> EncoderChecks:
-    """Thresholds at the set quantiles of the training readings' cross-fitted ``p_enc_lpp``:
-    per reading, and per word experts scored >= 8."""
-    q = checks or EncoderChecks(0.0, 0.0)
+    """Thresholds at the set quantiles of the training readings' cross-fitted ``p_enc_lpp``
+    (the CTC recogniser's out-of-fold ``p_ctc_sf`` when the features have it): per reading,
+    and per word experts scored >= 8."""
     p = train.phones
-    per_utt = p.groupby(p["id"].astype(str))["p_enc_lpp"].mean().dropna()
-    per_word = p.groupby([p["id"].astype(str), p["word_index"]])["p_enc_lpp"].mean()
+    column = "p_ctc_sf" if "p_ctc_sf" in p else "p_enc_lpp"
+    q = replace(checks or EncoderChecks(0.0, 0.0), column=column)
+    per_utt = p.groupby(p["id"].astype(str))[column].mean().dropna()
+    per_word = p.groupby([p["id"].astype(str), p["word_index"]])[column].mean()
     acc = train.words.set_index([train.words["id"].astype(str), "word_index"])["y_accuracy"]
     good = per_word[acc.reindex(per_word.index).to_numpy() >= 8].dropna()
     return replace(
