@@ -226,3 +226,11 @@ def test_with_recogniser_columns_the_checks_read_the_alignment_free_share() -> N
     got = head.predict_features(replace(dev, phones=lost))
     assert {u for u in got if got[u].status == "mismatch"} - before == {uid}
     assert all(w.mispronounced for w in got[uid].words)
+    # words the aligner left unread (no time) say nothing about another text: a half reading
+    last = rows & (dev.phones["word_index"] == dev.phones.loc[rows, "word_index"].max()).to_numpy()
+    half = dev.phones.assign(
+        p_ctc_sf=np.where(last, -12.0, dev.phones["p_ctc_sf"]),
+        start=np.where(last, np.nan, dev.phones["start"]),
+    )
+    got = head.predict_features(replace(dev, phones=half))
+    assert {u for u in got if got[u].status == "mismatch"} == before

@@ -222,15 +222,23 @@ class EncoderChecks:
             f"than in {share:g}% of the training readings): another text, or not this one"
         )
 
+    def evidence(self, phones):
+        """The check's column over the phones the aligner read: the alignment-free
+        ``p_ctc_sf`` of words it marked omitted (no time) says they were not said, which is
+        completeness's business, not a sign of another text (a half reading otherwise fails
+        the reading bar every time)."""
+        values = phones[self.column]
+        return values.where(phones["start"].notna()) if "start" in phones else values
+
     def mismatched(self, phones) -> set[str]:
         """Utterance ids of ``phones`` (rows with the check's column) that fail the check."""
-        means = phones.groupby(phones["id"].astype(str))[self.column].mean()
+        means = self.evidence(phones).groupby(phones["id"].astype(str)).mean()
         return set(means.index[means < self.utterance_below])
 
     def flagged_words(self, phones) -> set[tuple[str, int]]:
         """(id, word_index) of the words whose phones average below ``word_below``."""
         keys = [phones["id"].astype(str), phones["word_index"]]
-        means = phones.groupby(keys)[self.column].mean()
+        means = self.evidence(phones).groupby(keys).mean()
         return {(str(u), int(w)) for u, w in means.index[means < self.word_below]}
 
     def to_dict(self) -> dict[str, float]:

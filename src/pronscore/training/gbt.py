@@ -370,8 +370,9 @@ def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) ->
     p = train.phones
     column = "p_ctc_sf" if "p_ctc_sf" in p else "p_enc_lpp"
     q = replace(checks or EncoderChecks(0.0, 0.0), column=column)
-    per_utt = p.groupby(p["id"].astype(str))[column].mean().dropna()
-    per_word = p.groupby([p["id"].astype(str), p["word_index"]])[column].mean()
+    values = q.evidence(p)  # what the check reads when scoring
+    per_utt = values.groupby(p["id"].astype(str)).mean().dropna()
+    per_word = values.groupby([p["id"].astype(str), p["word_index"]]).mean()
     acc = train.words.set_index([train.words["id"].astype(str), "word_index"])["y_accuracy"]
     good = per_word[acc.reindex(per_word.index).to_numpy() >= 8].dropna()
     return replace(
