@@ -66,11 +66,26 @@ def test_a_substituted_phone_is_heard_and_loses_its_share() -> None:
     assert cols.utterance["u_ctc_per"] == pytest.approx(1 / 3)
 
 
-def test_a_phone_without_time_keeps_its_alignment_free_columns() -> None:
-    phones = ["W", "IY"]
+def test_words_the_aligner_left_out_do_not_sink_the_read_ones() -> None:
+    """A half reading: the aligner reads W IY and leaves BEAR out (no time). The shares are
+    over what was said, so the read phones keep theirs and the unread ones get none."""
+    said = spiky(["W", "IY"])
     starts, ends = times(2)
-    cols = ctc_phone_columns(spiky(phones), phones, [starts[0], None], [ends[0], None], 50.0)
-    assert np.isnan(cols.phones["p_ctc_lpp"][1]) and np.isfinite(cols.phones["p_ctc_sf"][1])
+    text = ["W", "IY", "B", "EH", "R"]
+    cols = ctc_phone_columns(said, text, [*starts, None, None, None], [*ends, None, None, None],
+                             50.0)  # fmt: skip
+    sf = cols.phones["p_ctc_sf"]
+    assert (sf[:2] > -0.1).all() and np.isnan(sf[2:]).all()
+    assert cols.heard[2:] == (None, None, None) and cols.utterance["u_ctc_per"] == 0.0
+    # the whole text forced onto the same audio: every share sinks
+    forced = ctc_phone_columns(said, text, [*starts, 0.1, 0.1, 0.1], [*ends, 0.2, 0.2, 0.2], 50.0)
+    assert (forced.phones["p_ctc_sf"][:2] < sf[:2]).all()
+
+
+def test_with_no_phone_placed_the_shares_cover_the_whole_text() -> None:
+    phones = ["W", "IY"]
+    cols = ctc_phone_columns(spiky(phones), phones, [None, None], [None, None], 50.0)
+    assert np.isfinite(cols.phones["p_ctc_sf"]).all() and np.isnan(cols.phones["p_ctc_lpp"]).all()
 
 
 def test_recogniser_round_trip(tmp_path: Path) -> None:
@@ -146,7 +161,9 @@ def test_a_run_with_a_recogniser_scores_with_the_columns_its_features_hold(
     neg = ["negatives", str(data), "--out", str(feats), "--limit", "2", "--quiet"]
     assert main(neg) == 0
     rows = load_features(feats, "train_neg").phones
-    assert len(rows) and np.isfinite(rows["p_ctc_sf"]).all()
+    timed = rows["start"].notna().to_numpy()
+    assert timed.any() and np.isfinite(rows["p_ctc_sf"][timed]).all()
+    assert np.isnan(rows["p_ctc_sf"][~timed]).all()  # words the aligner left out
     argv = ["train", "gop-gbt", "--features", str(feats), "--out", str(run), "--bootstrap", "10"]
     assert main(argv) == 0
     assert GbtHead.from_pretrained(run).recogniser is not None

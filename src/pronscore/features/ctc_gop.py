@@ -15,6 +15,9 @@ Over the phone's aligned span (the pocketsphinx times at the encoder's 50 frames
 ``p_ctc_lpp`` and ``p_ctc_lpr_min`` (:func:`~pronscore.align.ctc.posterior_gop`, non-blank
 posteriors) and ``p_ctc_peak`` (log of the canonical phone's highest posterior there).
 
+The alignment-free columns are over the phones the aligner read (all of them when it placed
+none): the words of a partial reading it left out get none, as they get no span.
+
 Per utterance: ``u_ctc_per`` (phone error rate of the greedy decoding against the canonical
 phones; a reading of another text scores near 1) and ``u_ctc_ll`` (log-likelihood of the
 canonical sequence per phone).
@@ -98,8 +101,12 @@ def _edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
     return row[-1]
 
 
+def _timed(start, end) -> bool:
+    return start is not None and end is not None and math.isfinite(start) and math.isfinite(end)
+
+
 def _span_columns(lp: np.ndarray, token: int, start, end, rate: float) -> tuple[float, ...]:
-    if start is None or end is None or not (math.isfinite(start) and math.isfinite(end)):
+    if not _timed(start, end):
         return (math.nan,) * 3
     a, b = frame_span(float(start), float(end), rate, lp.shape[0])
     g = posterior_gop(lp, a, b, token, BLANK)
@@ -120,7 +127,14 @@ def ctc_phone_columns(
     n = len(targets)
     cols = {c: np.full(n, np.nan) for c in PHONE_COLUMNS}
     heard: list[str | None] = [None] * n
-    alts = _alternatives_ll(lp, targets) if n and lp.shape[0] else np.full((n, 1), -np.inf)
+    # the sequence that was said: the phones the aligner read (words it left out have no
+    # time; forcing them into the path would sink every phone's share on a half reading),
+    # all of them when it placed none
+    read = [i for i in range(n) if _timed(starts[i], ends[i])] or list(range(n))
+    said = [targets[i] for i in read]
+    alts = np.full((n, lp.shape[1] if lp.ndim == 2 else 1), -np.inf)
+    if said and lp.shape[0]:
+        alts[read] = _alternatives_ll(lp, said)
     for i, tok in enumerate(targets):
         total = np.logaddexp.reduce(alts[i])
         if np.isfinite(total):
@@ -133,7 +147,8 @@ def ctc_phone_columns(
         if lp.shape[0]:
             span = _span_columns(lp, tok, starts[i], ends[i], frame_rate)
             cols["p_ctc_lpp"][i], cols["p_ctc_lpr_min"][i], cols["p_ctc_peak"][i] = span
-    ll = float(alts[0, targets[0]]) if n else math.nan  # position 0 canonical: the text
-    per = _edit_distance(_greedy(lp), targets) / n if n and lp.shape[0] else math.nan
-    utt = {"u_ctc_per": per, "u_ctc_ll": ll / n if n and math.isfinite(ll) else math.nan}
+    k = len(said)
+    ll = float(alts[read[0], said[0]]) if k else math.nan  # one position canonical: the text
+    per = _edit_distance(_greedy(lp), said) / k if k and lp.shape[0] else math.nan
+    utt = {"u_ctc_per": per, "u_ctc_ll": ll / k if k and math.isfinite(ll) else math.nan}
     return CtcColumns(cols, tuple(heard), utt)
