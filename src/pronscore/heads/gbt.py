@@ -187,7 +187,7 @@ class GbtHead:
         one (its GOP over encoder / frame vectors) and its ``heard`` phone in place of the free
         loop's -- or, with a CTC phone recogniser, the recogniser's (``ctc_heard``: over 2,500
         readings out of fold it names another phone for 14.7% of the phones experts scored 2
-        and for 87.0% of those scored 1 or less; the classifier 18.0% / 81.8%, the free loop
+        and for 84.2% of those scored 1 or less; the classifier 18.0% / 81.8%, the free loop
         59.7% / 83.5%)."""
         if self.classifier is None:
             return split.phones
