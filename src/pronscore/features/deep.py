@@ -100,6 +100,11 @@ class WhisperFrames:
         self.n_layers = self.encoder.num_layers + 1
         self.dim = self.encoder.hidden_size
 
+    def meta(self, model: str | Path) -> dict[str, Any]:
+        """What a cache of this encoder's outputs records about it (``meta.json``)."""
+        return {"model": str(model), "n_layers": self.n_layers, "dim": self.dim,
+                "frame_rate": self.frame_rate}  # fmt: skip
+
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """(L+1, T, D) float32 hidden states at 50 frames/s (last one after the final norm)."""
         return self.encoder.encode(np.asarray(samples, dtype=np.float32)).hidden_states
@@ -151,13 +156,7 @@ def extract_pooled(
     if not todo:
         return 0
     frames = WhisperFrames(model, threads=threads)
-    meta = {
-        "model": str(model),
-        "n_layers": frames.n_layers,
-        "dim": frames.dim,
-        "frame_rate": frames.frame_rate,
-    }
-    atomic_write_text(cache / "meta.json", json.dumps(meta, indent=1))
+    atomic_write_text(cache / "meta.json", json.dumps(frames.meta(model), indent=1))
     for utt in tqdm(todo, desc="whisper features", unit="utt", disable=not progress):
         g = groups[utt]
         states = frames(audio_of(utt))

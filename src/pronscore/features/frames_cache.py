@@ -56,12 +56,7 @@ def cache_frames(
     if not todo:
         return 0
     frames = WhisperFrames(model, threads=threads)
-    meta = {
-        "model": str(model),
-        "n_layers": frames.n_layers,
-        "dim": frames.dim,
-        "frame_rate": frames.frame_rate,
-    }
+    meta = frames.meta(model)
     if (cache / META).is_file() and read_meta(cache)["model"] != meta["model"]:
         raise CorpusError(f"this cache holds {read_meta(cache)['model']}", path=cache / META)
     atomic_write_text(cache / META, json.dumps(meta, indent=1))
