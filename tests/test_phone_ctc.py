@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from pronscore.acoustic.phone_ctc import PhoneCtcConfig, PhoneCtcNet, PhoneRecogniser
+from pronscore.align.ctc import CTC_INDEX as INDEX
 from pronscore.align.ctc import CTC_VOCAB, ctc_log_likelihood
 from pronscore.features.ctc_gop import _alternatives_ll, ctc_phone_columns
-
-INDEX = {p: i for i, p in enumerate(CTC_VOCAB)}
 
 
 def spiky(phones: list[str], frames_per_phone: int = 4, sure: float = 0.97) -> np.ndarray:

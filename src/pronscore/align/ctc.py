@@ -24,6 +24,8 @@ from pronscore.text import PHONES, base_phone
 NEG = -np.inf
 CTC_VOCAB: tuple[str, ...] = ("<blank>", *PHONES)
 """Default vocabulary: blank at 0, then the 39 ARPAbet phones (stress stripped)."""
+CTC_INDEX: dict[str, int] = {p: i for i, p in enumerate(CTC_VOCAB)}
+"""Phone (or ``<blank>``) -> its index in :data:`CTC_VOCAB`."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class CtcAligner:
 
 
 __all__ = [
+    "CTC_INDEX",
     "CTC_VOCAB",
     "CtcAligner",
     "CtcPath",

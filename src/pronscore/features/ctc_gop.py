@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pronscore.align.ctc import CTC_VOCAB, posterior_gop
+from pronscore.align.ctc import CTC_INDEX, CTC_VOCAB, posterior_gop
 from pronscore.features.deep import frame_span
 
 BLANK = 0
@@ -48,7 +48,6 @@ DESCRIPTIONS = {
     "u_ctc_per": "CTC recogniser: phone error rate of its greedy decoding vs the text",
     "u_ctc_ll": "CTC recogniser: log-likelihood of the canonical phones, per phone",
 }
-_INDEX = {p: i for i, p in enumerate(CTC_VOCAB)}
 _CHUNK = 16  # positions per batched forward: bounds memory at T x 16*40 x 40 floats
 
 
@@ -123,7 +122,7 @@ def ctc_phone_columns(
     """The columns of one utterance's canonical ``phones`` (base phones, CTC_VOCAB names)
     from its (T, |CTC_VOCAB|) log-posteriors; ``starts``/``ends`` in seconds (None: no time)."""
     lp = np.asarray(log_probs, dtype=np.float32)
-    targets = [_INDEX[p] for p in phones]
+    targets = [CTC_INDEX[p] for p in phones]
     n = len(targets)
     cols = {c: np.full(n, np.nan) for c in PHONE_COLUMNS}
     heard: list[str | None] = [None] * n

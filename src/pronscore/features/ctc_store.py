@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pronscore.align.ctc import CTC_VOCAB
+from pronscore.align.ctc import CTC_INDEX, CTC_VOCAB
 from pronscore.atomic import atomic_write_bytes, atomic_write_text
 from pronscore.errors import CorpusError
 from pronscore.features.ctc_gop import (
@@ -43,10 +43,9 @@ def columns_path(features_dir: str | Path, split: str, utt_id: str) -> Path:
 
 
 def encode(cols: CtcColumns) -> dict[str, np.ndarray]:
-    index = {p: i for i, p in enumerate(CTC_VOCAB)}
     return {
         "phones": np.stack([cols.phones[c] for c in PHONE_COLUMNS], axis=1).astype(np.float32),
-        "heard": np.array([index[h] if h else -1 for h in cols.heard], dtype=np.int16),
+        "heard": np.array([CTC_INDEX[h] if h else -1 for h in cols.heard], dtype=np.int16),
         "utterance": np.array([cols.utterance[c] for c in UTTERANCE_COLUMNS], np.float32),
     }
 
@@ -70,10 +69,13 @@ def extract_split_ctc(
     from tqdm.auto import tqdm
 
     from pronscore.acoustic.phone_ctc import recogniser_for
+    from pronscore.features.frames_cache import read_meta
 
     fdir = Path(features_dir)
-    states_of = _states(cache_dir, audio_of, encoder or _cache_model(cache_dir))
-    spec = {"run": str(run_dir), "encoder": encoder or _cache_model(cache_dir)}
+    meta = read_meta(cache_dir) if cache_dir is not None else None
+    encoder = encoder or (str(meta["model"]) if meta else None)
+    states_of = _states(cache_dir, meta, audio_of, encoder)
+    spec = {"run": str(run_dir), "encoder": encoder}
     old = read_spec(fdir)
     if old is not None and old["run"] != spec["run"]:
         raise CorpusError(
@@ -101,25 +103,21 @@ def extract_split_ctc(
     return len(todo)
 
 
-def _cache_model(cache_dir: str | Path | None) -> str | None:
-    from pronscore.features.frames_cache import read_meta
-
-    return str(read_meta(cache_dir)["model"]) if cache_dir is not None else None
-
-
 def _states(
     cache_dir: str | Path | None,
+    meta: dict[str, Any] | None,
     audio_of: Callable[[str], np.ndarray] | None,
     encoder: str | None,
 ) -> Callable[[str, int], tuple[np.ndarray, float]]:
-    """``(utt_id, n_states) -> (states, frame rate)``: cached, else encoded now."""
-    from pronscore.features.frames_cache import load_states, read_meta, state_path
+    """``(utt_id, n_states) -> (states, frame rate)``: cached (``meta``: the cache's
+    meta.json), else encoded now."""
+    from pronscore.features.frames_cache import load_states, state_path
 
     frames: list[Any] = []  # the encoder, built on the first utterance the cache lacks
 
     def get(utt: str, n: int) -> tuple[np.ndarray, float]:
-        if cache_dir is not None and state_path(cache_dir, utt).is_file():
-            return load_states(cache_dir, utt, range(n)), float(read_meta(cache_dir)["frame_rate"])
+        if meta is not None and state_path(cache_dir, utt).is_file():
+            return load_states(cache_dir, utt, range(n)), float(meta["frame_rate"])
         if audio_of is None or encoder is None:
             raise CorpusError("no cached frames and no audio for this utterance", field=utt)
         if not frames:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pronscore.acoustic.phone_ctc import FOLDS_FILE, PhoneCtcConfig, PhoneCtcNet, PhoneRecogniser
-from pronscore.align.ctc import CTC_VOCAB
+from pronscore.align.ctc import CTC_INDEX
 from pronscore.atomic import atomic_write_text
 from pronscore.errors import CorpusError
 from pronscore.features.frames_cache import load_states, read_meta
@@ -48,9 +48,8 @@ class CtcData:
 
 def load_ctc_data(phones: pd.DataFrame, cache_dir: str | Path, layers: Sequence[int]) -> CtcData:
     """The cached frames of every utterance of a phones table, with its canonical phones."""
-    index = {p: i for i, p in enumerate(CTC_VOCAB)}
     targets = {
-        str(u): [index[p] for p in g.sort_values("phone_index")["base_phone"]]
+        str(u): [CTC_INDEX[p] for p in g.sort_values("phone_index")["base_phone"]]
         for u, g in phones.groupby("id", sort=True)
     }
     states = {u: load_states(cache_dir, u, layers) for u in targets}
