@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pronscore.audio import add_noise, band_limit
+from pronscore.evaluation.metrics import channel_stability
 
 SR = 16000
 
@@ -98,17 +99,10 @@ def part_degrade(scorer, rows, clean) -> dict:
     out["clean"]["not_ok"] = float(np.mean([a.status != "ok" for a in clean]))
     for name, fn in DEGRADATIONS.items():
         scored = [scorer.score(fn(r["audio"]), r["text"]) for r in rows]
-        got = [a.utterance.total for a in scored]
-        delta = np.abs(np.asarray(got) - np.asarray(ref))
         p_goal, d_goal = GOALS.get(name, (0.95, 0.4))
-        out[name] = {
-            "pcc_clean": pcc(got, ref),
-            "mean_abs_delta": float(delta.mean()),
-            "pcc_human": pcc(got, human),
-            # the right text through this channel called a mismatch (or not aligned)
-            "not_ok": float(np.mean([a.status != "ok" for a in scored])),
-            "goal": f"pcc >= {p_goal}, |delta| <= {d_goal}",
-        }
+        # not_ok: the right text through this channel called a mismatch (or not aligned)
+        stats = channel_stability(clean, scored, human)
+        out[name] = {**stats, "goal": f"pcc >= {p_goal}, |delta| <= {d_goal}"}
     return out
 
 

@@ -265,3 +265,98 @@ def test_blend_scores_the_average_of_two_runs_and_refuses_other_folds(splits, tm
     assert main([*bad, "--out", str(tmp_path / "x")]) == 2  # other folds: a clear error
     assert not (tmp_path / "x").exists()
     assert main(["blend", str(tmp_path / "a"), "--features", feats, "--out", "y"]) == 2
+
+
+def _copies(split, shift: float):
+    """Channel copies (``<id>#noise``) whose GOP columns are all ``shift`` lower: the same
+    speech through a channel that every feature reads worse, same labels."""
+    u, w, p = split.utterances.copy(), split.words.copy(), split.phones.copy()
+    for df in (u, w, p):
+        df["id"] = df["id"] + "#noise"
+    u["synthetic"] = "noise"
+    for col in ("p_gop_forced", "p_gop_free", "p_lpp"):
+        p[col] = p[col] - shift
+    return split.__class__(u, w, p, split.frames_dir)
+
+
+def test_cv_scores_channel_copies_out_of_fold_and_trains_on_them_only_when_asked(data):
+    from dataclasses import replace as dc_replace
+
+    from pronscore.training.recipe import GOP_ONLY
+
+    copies = _copies(data, shift=1.5)
+    seen = []
+
+    def spy_on(opts):
+        real = fit_predict("gop-gbt", opts, log=lambda *_: None)
+
+        def spy(train, val, test, seed):
+            seen.append((train.utterances["id"], val.utterances["id"], test.utterances))
+            return real(train, val, test, seed)
+
+        return spy
+
+    quiet = lambda *_: None  # noqa: E731
+    plain = CvOptions(folds=3, **TINY)
+    without = cross_validate("gop-gbt", data, plain, log=quiet, fitter=spy_on(plain), copies=copies)
+    for train_ids, val_ids, test in seen:
+        assert not train_ids.str.contains("#").any() and not val_ids.str.contains("#").any()
+        clean = test["id"][~test["id"].str.contains("#")]
+        assert sorted(test["id"][test["id"].str.contains("#")]) == sorted(clean + "#noise")
+    seen.clear()
+    trained = dc_replace(plain, recipe=dc_replace(GOP_ONLY, channel_copies=True))
+    with_ = cross_validate(
+        "gop-gbt", data, trained, log=quiet, fitter=spy_on(trained), copies=copies
+    )
+    for train_ids, val_ids, test in seen:  # the training speakers' copies, no one else's
+        copied = train_ids[train_ids.str.contains("#")]
+        assert sorted(copied) == sorted(train_ids[~train_ids.str.contains("#")] + "#noise")
+        assert not val_ids.str.contains("#").any()
+        assert not set(copied.str.split("#").str[0]) & set(test["id"])
+    # the clean out-of-fold metrics never include the copies
+    assert with_.metrics["pooled"]["n_utterances"] == 140
+    assert {uid for _, _, uid, _ in with_.predictions} == set(data.utterances["id"])
+    # by default the copies train the utterance trees only: words and phones as before
+    first = {uid: a for _, _, uid, a in without.predictions}
+    for _, _, uid, a in with_.predictions:
+        assert a.words == first[uid].words
+    a, b = without.metrics["channels"]["noise"], with_.metrics["channels"]["noise"]
+    assert a["n"] == b["n"] == 140
+    # trees that never saw the channel read its lower GOP as worse speech; trained on the
+    # copies they learn that the channel moves the columns, not the score
+    assert b["mean_abs_delta"] < a["mean_abs_delta"]
+    assert b["pcc_clean"] > a["pcc_clean"]
+    from pronscore.evaluation.cv_report import render_cv
+
+    table = render_cv({"plain": without.metrics, "trained": with_.metrics})
+    cells = f"{b['pcc_clean']:.3f} / {b['mean_abs_delta']:.3f} / {b['pcc_human']:.3f}"
+    assert f"| trained | {cells} |" in table
+
+
+def test_cli_cv_takes_channel_copies_and_refuses_other_rows(splits, tmp_path, capsys):
+    root = tmp_path / "feats"
+    _write_features(root, splits)
+    copies = _copies(concat_features(splits), shift=1.0)
+    for name, kind in (("ch", "noise"), ("neg", "other-text")):
+        d = root / name
+        d.mkdir()
+        copies.utterances.assign(synthetic=kind).to_parquet(d / "utterances.parquet")
+        copies.words.to_parquet(d / "words.parquet")
+        copies.phones.to_parquet(d / "phones.parquet")
+    argv = ["cv", "gop-gbt", "--features", str(root), "--folds", "3", "--num-leaves", "7",
+            "--max-rounds", "20", "--bootstrap", "20", "--threads", "1"]  # fmt: skip
+    assert main([*argv, "--copies", "neg", "--out", str(tmp_path / "a")]) == 2
+    assert "--copies takes channel copies only" in capsys.readouterr().err
+    assert main([*argv, "--channel-copies", "--out", str(tmp_path / "b")]) == 2  # no --copies
+    words = ["--copies", "ch", "--channel-copies-words"]
+    assert main([*argv, *words, "--out", str(tmp_path / "b")]) == 2
+    assert "--channel-copies-words needs --channel-copies" in capsys.readouterr().err
+    assert main([*argv, "--copies", "ch", "--channel-copies", "--out", str(tmp_path / "c")]) == 0
+    cv = json.loads((tmp_path / "c" / "cv.json").read_text())
+    assert cv["channels"]["noise"]["n"] == 140 and cv["copies"] == ["ch"]
+    from pronscore.evaluation.cv_report import cv_command
+
+    assert cv_command({**cv, "features_dir": "F"}).endswith(
+        " --channel-copies --num-leaves 7 --max-rounds 20 --copies ch"
+    )
+    assert "noise copies: 140" in capsys.readouterr().out

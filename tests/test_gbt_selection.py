@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pronscore.heads.gbt import GbtConfig, GbtHead
 from pronscore.training.gbt import _fit_one, fit_gbt
@@ -40,8 +41,18 @@ def test_the_round_floor_keeps_trees_early_stopping_would_cut() -> None:
 def test_the_recipes_set_the_floor() -> None:
     assert SHIPPED.gbt_options()["min_rounds"] == MIN_ROUNDS == 100
     assert GOP_ONLY.gbt_options() == {"frame_vectors": False, "phone_scorer": False,
-                                      "min_rounds": 0, "stacked": False}  # fmt: skip
+                                      "min_rounds": 0, "stacked": False,
+                                      "channel_levels": ()}  # fmt: skip
     assert SHIPPED.cv_flags() == " --frame-vectors --phone-scorer --round-floor"
+    from dataclasses import replace
+
+    copies = replace(GOP_ONLY, channel_copies=True)
+    assert copies.gbt_options()["channel_levels"] == ("utterance",)
+    every = replace(copies, channel_copies_words=True)
+    assert every.gbt_options()["channel_levels"] == ("utterance", "word", "phone")
+    assert every.cv_flags() == " --channel-copies --channel-copies-words"
+    with pytest.raises(ValueError, match="--channel-copies-words needs --channel-copies"):
+        replace(GOP_ONLY, channel_copies_words=True)
 
 
 def test_a_model_saved_before_the_floor_loads_without_it(tmp_path: Path) -> None:

@@ -225,8 +225,11 @@ def test_with_recogniser_columns_the_checks_read_the_alignment_free_share() -> N
 
     def with_share(split, seed):
         q = np.nan_to_num(split.phones["y_score"].to_numpy(float), nan=1.0) / 2
-        noise = np.random.default_rng(seed).normal(0, 0.1, len(q))
-        return replace(split, phones=split.phones.assign(p_ctc_sf=np.log(0.05 + 0.95 * q) + noise))
+        rng = np.random.default_rng(seed)
+        noise = rng.normal(0, 0.1, len(q))
+        margin = rng.gamma(2.0, 0.3, len(split.utterances))
+        return replace(split, phones=split.phones.assign(p_ctc_sf=np.log(0.05 + 0.95 * q) + noise),
+                       utterances=split.utterances.assign(ctc_said_margin=margin))  # fmt: skip
 
     train = with_share(with_vectors(make_split(120, 4), 4), 4)
     dev = with_share(with_vectors(make_split(40, 5), 5), 5)
@@ -235,6 +238,8 @@ def test_with_recogniser_columns_the_checks_read_the_alignment_free_share() -> N
     assert head.checks.column == "p_ctc_sf"
     means = train.phones.groupby("id")["p_ctc_sf"].mean()
     assert head.checks.utterance_below == pytest.approx(np.quantile(means, 0.005))
+    margins = train.utterances["ctc_said_margin"]
+    assert head.checks.said_margin_within == pytest.approx(np.quantile(margins, 0.99))
     before = {u for u, a in head.predict_features(dev).items() if a.status == "mismatch"}
     uid = next(str(u) for u in dev.utterances["id"] if str(u) not in before)
     rows = (dev.phones["id"] == uid).to_numpy()
@@ -250,3 +255,43 @@ def test_with_recogniser_columns_the_checks_read_the_alignment_free_share() -> N
     )
     got = head.predict_features(replace(dev, phones=half))
     assert {u for u in got if got[u].status == "mismatch"} == before
+
+
+def test_the_read_extent_finds_where_a_reading_stopped() -> None:
+    """ "we bear" said, the aligner stretched "we bear chair" over it (every phone timed):
+    the prefix of two words explains the audio, and over that prefix alone its phones keep
+    their shares; read in full, the whole text is the prefix and the margin is small."""
+    text = ["W", "IY", "B", "EH", "R", "CH", "EH", "R"]
+    words = [0, 0, 1, 1, 1, 2, 2, 2]
+    starts, ends = times(len(text), frames_per_phone=2)
+    said = spiky(text[:5])
+    stretched = ctc_phone_columns(said, text, starts, ends, 50.0, words)
+    assert stretched.said["said_words"] == 2
+    assert stretched.said["said_sf"] > -0.1 > np.mean(stretched.phones["p_ctc_sf"])
+    assert stretched.said["said_margin"] < 1.0
+    full = ctc_phone_columns(spiky(text), text, *times(len(text)), 50.0, words)
+    assert full.said["said_words"] == 3 and full.said["said_margin"] < 1.0
+    assert full.said["said_sf"] == pytest.approx(np.mean(full.phones["p_ctc_sf"]))
+    # another text: its best prefix is far from the best path through the audio
+    other = ctc_phone_columns(spiky(["S", "IH", "T", "D", "AW", "N"]), text, *times(8), 50.0,
+                              words)  # fmt: skip
+    assert other.said["said_margin"] > 5.0
+
+
+def test_a_reading_that_stopped_early_is_not_called_another_text() -> None:
+    """Below the reading bar, a reading passes when its read extent shows a prefix that
+    explains the audio (margin within the bar) and clears the bar on its own."""
+    import pandas as pd
+
+    from pronscore.heads.phone_classifier import EncoderChecks
+
+    phones = pd.DataFrame({"id": ["half", "half", "other", "other", "weak", "weak"],
+                           "word_index": [0, 1, 0, 1, 0, 1], "start": [0.0] * 6,
+                           "p_ctc_sf": [-0.1, -12.0, -9.0, -8.0, -6.0, -5.0]})  # fmt: skip
+    utts = pd.DataFrame({"id": ["half", "other", "weak"], "ctc_said_sf": [-0.1, -1.0, -5.5],
+                         "ctc_said_margin": [0.4, 9.0, 0.3]})  # fmt: skip
+    checks = EncoderChecks(utterance_below=-4.0, word_below=-4.0, column="p_ctc_sf")
+    assert checks.mismatched(phones, utts) == {"half", "other", "weak"}  # no rule: the bar
+    ruled = replace(checks, said_margin_within=2.0)
+    assert ruled.mismatched(phones, utts) == {"other", "weak"}
+    assert ruled.mismatched(phones) == {"half", "other", "weak"}  # no extent columns

@@ -344,9 +344,9 @@ class Scorer:
 
             lp = self.recogniser.log_probs(states)
             phones = [str(r["base_phone"]) for r in feats.phones]
-            ctc = encode(
-                ctc_phone_columns(lp, phones, starts, ends, self.vectors.frames.frame_rate)
-            )
+            words = [int(r["word_index"]) for r in feats.phones]
+            rate = self.vectors.frames.frame_rate
+            ctc = encode(ctc_phone_columns(lp, phones, starts, ends, rate, words))
         return self.vectors.pool(states, starts, ends), ctc
 
     def _finish(

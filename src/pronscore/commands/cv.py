@@ -17,6 +17,7 @@ import sys
 from pronscore.commands import recipe as recipe_option
 from pronscore.commands.lists import ints, names
 from pronscore.commands.train_hier import add_model_arguments
+from pronscore.errors import PronscoreError
 from pronscore.training.cv import KINDS
 from pronscore.training.recipe import GOP_ONLY
 
@@ -27,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="CV_DIR to write")
     p.add_argument("--folds", type=int, default=5, help="number of speaker folds")
     p.add_argument("--splits", default="train,dev", help="labelled splits to pool (comma list)")
+    p.add_argument(
+        "--copies",
+        default=None,
+        help="splits of FEATURES_DIR with channel copies of the pooled recordings (`pronscore "
+        "negatives --kinds band-8k,noise --name SPLIT`), comma list: each fold scores its own "
+        "recordings' copies (cv.json `channels`); with --channel-copies they also train",
+    )
     p.add_argument("--fold-seed", type=int, default=1, help="speaker -> fold assignment")
     p.add_argument(
         "--seeds", type=ints, default=(1,), help="model seeds, comma-separated (one CV each)"
@@ -79,10 +87,37 @@ def run(args: argparse.Namespace) -> int:
     )
     splits = names(args.splits)
     data = concat_features([load_features(args.features, s) for s in splits])
-    result = cross_validate(args.kind, data, opts, log=lambda m: print(m, file=sys.stderr))
-    result.metrics.update({"features_dir": str(args.features), "splits": splits})
+    copy_splits = names(args.copies) if args.copies else []
+    copies = load_copies(args.features, copy_splits) if copy_splits else None
+    if opts.recipe.channel_copies and copies is None:
+        raise PronscoreError("--channel-copies trains on channel copies: name them with --copies")
+    result = cross_validate(
+        args.kind, data, opts, log=lambda m: print(m, file=sys.stderr), copies=copies
+    )
+    result.metrics.update(
+        {"features_dir": str(args.features), "splits": splits, "copies": copy_splits}
+    )
     write_cv_dir(args.out, result.metrics, result.predictions)
     return 0
+
+
+def load_copies(features_dir: str, splits: list[str]):
+    """The channel-copy splits as one; any other row (a negative, a human reading) is an
+    error naming its split."""
+    from pronscore.features.extract import concat_features, load_features
+    from pronscore.training.negatives import CHANNEL
+
+    parts = []
+    for name in splits:
+        split = load_features(features_dir, name)
+        kinds = split.utterances.get("synthetic")
+        if kinds is None or not kinds.isin(list(CHANNEL)).all():
+            raise PronscoreError(
+                f"{features_dir}/{name}: --copies takes channel copies only "
+                f"(`pronscore negatives --kinds {','.join(CHANNEL)}`)"
+            )
+        parts.append(split)
+    return concat_features(parts)
 
 
 def write_cv_dir(out: str, metrics: dict, predictions) -> None:
@@ -107,6 +142,10 @@ def _pcc(m: dict) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def summary(metrics: dict, format_table) -> str:
     """Per-fold utterance-total PCC, the pooled table and the child / adult lines."""
     m = metrics["pooled"]
@@ -125,5 +164,10 @@ def summary(metrics: dict, format_table) -> str:
         sub = m.get("subgroups", {}).get(g)
         if sub:
             lines.append(f"{g}: {sub['n_utterances']} utts, utterance total PCC {_pcc(sub)}")
+    for kind, c in metrics.get("channels", {}).items():
+        lines.append(
+            f"{kind} copies: {c['n']}, utterance total PCC with clean {_num(c['pcc_clean'])}, "
+            f"mean |delta| {_num(c['mean_abs_delta'])}, PCC with experts {_num(c['pcc_human'])}"
+        )
     lines.append(f"CPU {metrics['cpu_seconds']:.0f} s")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pronscore.acoustic.pocketsphinx import ModelConfig
 from pronscore.commands.lists import names
+from pronscore.errors import PronscoreError
 from pronscore.features.extract import RECOMMENDED, ExtractorConfig, extract_dataset
 
 
@@ -121,7 +122,7 @@ def _add_ctc(args: argparse.Namespace, out: Path, splits: list[str]) -> None:
     from pronscore.features.ctc_store import extract_split_ctc
 
     if not args.frames:
-        raise SystemExit("--ctc needs --frames CACHE_DIR (the encoder frames it reads)")
+        raise PronscoreError("--ctc needs --frames CACHE_DIR (the encoder frames it reads)")
     for split in splits:
         encode_missing(
             args.dataset_dir,

@@ -1,4 +1,5 @@
-"""``--frame-vectors`` / ``--phone-scorer`` / ``--round-floor`` / ``--stacked``
+"""``--frame-vectors`` / ``--phone-scorer`` / ``--round-floor`` / ``--stacked`` /
+``--channel-copies`` / ``--channel-copies-words``
 (:class:`pronscore.training.recipe.Recipe`), shared by ``cv`` (off by default: the GOP features
 alone) and ``train default`` (the shipped recipe by default)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from pronscore.errors import PronscoreError
 from pronscore.training.recipe import MIN_ROUNDS, SHIPPED, Recipe, flag
 
 HELP = {
@@ -18,6 +20,11 @@ HELP = {
     "(early stopping on the validation speakers alone can stop after ~35)",
     "stacked": "gop-gbt: the utterance trees read the word and phone trees' predictions "
     "(cross-fitted over the training speakers)",
+    "channel_copies": "gop-gbt: channel copies among the training rows (8 kHz, noise: `pronscore "
+    "negatives --kinds band-8k,noise`; `cv --copies`, `train --negatives`) train the "
+    "utterance trees with their recording's labels",
+    "channel_copies_words": "gop-gbt, with --channel-copies: the copies train the word and "
+    "phone trees too",
 }
 
 
@@ -29,4 +36,7 @@ def add_arguments(p: argparse.ArgumentParser, *, defaults: Recipe) -> None:
 
 
 def from_args(args: argparse.Namespace) -> Recipe:
-    return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
+    try:
+        return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
+    except ValueError as exc:  # flags that do not go together
+        raise PronscoreError(str(exc)) from None

@@ -399,7 +399,10 @@ def model_card(
             "  paths), its deletion and best rival's shares, span posteriors and the reading's\n"
             "  phone error rate (`p_ctc_*`, `u_ctc_*`). Its best rival, when it beats the\n"
             "  canonical phone, is `heard`; the reading and word checks are bars on `p_ctc_sf`\n"
-            "  (another text: `mismatch`; a word far below its training words: flagged).\n"
+            "  (another text: `mismatch`; a word far below its training words: flagged). A\n"
+            "  reading that stopped early passes the reading bar when a prefix of its text\n"
+            "  explains the audio about as well as the recogniser's best path does (within\n"
+            "  the margin 99% of the training readings' texts keep) and clears the bar alone.\n"
         )
     frame_vectors = recipe.frame_vectors
     frame_model = (

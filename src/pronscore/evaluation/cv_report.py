@@ -101,6 +101,7 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
         lines += [f"Command: `{command}`", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [row(name, cv) for name, cv in runs.items()]
+    lines += _channel_table(runs)
     lines += ["", "## How each row was made", ""]
     lines += [f"- {name}: `{cv_command(cv)}`{_seeds_note(cv)}" for name, cv in runs.items()]
     lines += [
@@ -111,6 +112,37 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
         "are process time on a 2-core machine shared with other jobs.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _channel_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Rows with channel copies (``cv --copies``): each kind's out-of-fold utterance total
+    against the clean out-of-fold prediction (PCC, mean |delta|) and the experts (PCC)."""
+    kinds = sorted({k for cv in runs.values() for k in cv.get("channels", {})})
+    if not kinds:
+        return []
+    head = ["row", *(f"{k}: PCC with clean / mean abs delta / PCC with experts" for k in kinds)]
+    lines = [
+        "",
+        "Channel copies of the same recordings (`pronscore negatives --kinds band-8k,noise`: "
+        "8 kHz band limit, white noise at 15 dB SNR), scored out of fold by each fold's model:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, cv in runs.items():
+        ch = cv.get("channels", {})
+        cells = [_stability(ch.get(k)) for k in kinds]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return lines
+
+
+def _stability(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "–"
+    return " / ".join(
+        "–" if c.get(k) is None else f"{c[k]:.3f}"
+        for k in ("pcc_clean", "mean_abs_delta", "pcc_human")
+    )
 
 
 def _seeds_note(cv: dict[str, Any]) -> str:
@@ -156,4 +188,6 @@ def cv_command(cv: dict[str, Any]) -> str:
     for key in ("max_rounds", "epochs"):
         if o.get(key) is not None:
             parts += [f"--{key.replace('_', '-')}", str(o[key])]
+    if cv.get("copies"):
+        parts += ["--copies", ",".join(cv["copies"])]
     return " ".join(parts)

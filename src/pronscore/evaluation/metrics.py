@@ -175,6 +175,33 @@ def level_consistency(refs: Sequence[Assessment], hyps: Sequence[Assessment]) ->
     }
 
 
+def channel_stability(
+    clean: Sequence[Assessment], copies: Sequence[Assessment], human: Sequence[float | None]
+) -> dict:
+    """The same recordings through another channel (``copies[i]`` of ``clean[i]``, human
+    utterance total ``human[i]``): PCC of the copies' utterance total with the clean
+    prediction and with the experts, mean |delta total|, and the share not scored ``ok``
+    (the right text called a mismatch or not aligned). Issue 11's goals: PCC with the clean
+    prediction >= 0.95 and mean |delta| <= 0.4 (white noise at 10 dB: 0.90 / 0.6)."""
+    ref = np.array([_total(a) for a in clean], float)
+    got = np.array([_total(a) for a in copies], float)
+    hum = np.array([np.nan if v is None else v for v in human], float)
+    both = np.isfinite(ref) & np.isfinite(got)
+    labelled = np.isfinite(got) & np.isfinite(hum)
+    return {
+        "n": len(copies),
+        "pcc_clean": pearson(got[both], ref[both]),
+        "mean_abs_delta": float(np.abs(got[both] - ref[both]).mean()) if both.any() else None,
+        "pcc_human": pearson(got[labelled], hum[labelled]),
+        "not_ok": float(np.mean([a.status != "ok" for a in copies])) if copies else None,
+    }
+
+
+def _total(a: Assessment) -> float:
+    v = a.utterance.total
+    return np.nan if v is None else float(v)
+
+
 def subgroup_of(meta: UttMeta) -> list[str]:
     groups = []
     if meta.age is not None:

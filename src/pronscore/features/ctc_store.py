@@ -7,11 +7,15 @@ On disk::
     <split>/ctc/<id>.safetensors  "phones" float32 (n_phones, len(PHONE_COLUMNS)) in
                                   phone_index order; "heard" int16 (n_phones,) CTC_VOCAB
                                   index of the phone heard instead (-1: the canonical one);
-                                  "utterance" float32 (len(UTTERANCE_COLUMNS),)
+                                  "utterance" float32 (len(UTTERANCE_COLUMNS),); "said"
+                                  float32 (len(EXTENT_COLUMNS),) (absent in files written
+                                  before it: NaN)
 
-:func:`load_split_ctc` adds them to the tables as ``p_ctc_*`` / ``u_ctc_*`` features and a
-``ctc_heard`` column. A recogniser run with speaker folds (``pronscore train ctc --folds 5``)
-gives each utterance the columns of the fold recogniser that never heard its speaker.
+:func:`load_split_ctc` adds them to the tables as ``p_ctc_*`` / ``u_ctc_*`` features, a
+``ctc_heard`` column and the read extent as ``ctc_said_*`` (what the checks read; not
+features: no ``u_`` prefix, so the trees never see them). A recogniser run with speaker
+folds (``pronscore train ctc --folds 5``) gives each utterance the columns of the fold
+recogniser that never heard its speaker.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pronscore.align.ctc import CTC_INDEX, CTC_VOCAB
 from pronscore.atomic import atomic_write_bytes, atomic_write_text
 from pronscore.errors import CorpusError
 from pronscore.features.ctc_gop import (
+    EXTENT_COLUMNS,
     PHONE_COLUMNS,
     UTTERANCE_COLUMNS,
     CtcColumns,
@@ -36,6 +41,7 @@ from pronscore.features.ctc_gop import (
 SPEC_FILE = "ctc.json"
 COLUMNS_DIR = "ctc"
 HEARD_COLUMN = "ctc_heard"
+SAID_COLUMNS = tuple(f"ctc_{c}" for c in EXTENT_COLUMNS)  # utterance columns of the checks
 
 
 def columns_path(features_dir: str | Path, split: str, utt_id: str) -> Path:
@@ -47,6 +53,7 @@ def encode(cols: CtcColumns) -> dict[str, np.ndarray]:
         "phones": np.stack([cols.phones[c] for c in PHONE_COLUMNS], axis=1).astype(np.float32),
         "heard": np.array([CTC_INDEX[h] if h else -1 for h in cols.heard], dtype=np.int16),
         "utterance": np.array([cols.utterance[c] for c in UTTERANCE_COLUMNS], np.float32),
+        "said": np.array([cols.said[c] for c in EXTENT_COLUMNS], np.float32),
     }
 
 
@@ -85,7 +92,7 @@ def extract_split_ctc(
     utts = pd.read_parquet(fdir / split / "utterances.parquet", columns=["id", "speaker"])
     phones = pd.read_parquet(
         fdir / split / "phones.parquet",
-        columns=["id", "phone_index", "base_phone", "start", "end"],
+        columns=["id", "phone_index", "word_index", "base_phone", "start", "end"],
     )
     groups = {str(k): g.sort_values("phone_index") for k, g in phones.groupby("id", sort=False)}
     speaker = dict(zip(utts["id"].astype(str), utts["speaker"].astype(str), strict=True))
@@ -97,7 +104,7 @@ def extract_split_ctc(
         states, rate = states_of(utt, max(rec.layers) + 1)
         cols = ctc_phone_columns(
             rec.log_probs(states), g["base_phone"].tolist(), g["start"].tolist(),
-            g["end"].tolist(), rate,
+            g["end"].tolist(), rate, g["word_index"].tolist(),
         )  # fmt: skip
         atomic_write_bytes(columns_path(fdir, split, utt), save(encode(cols)))
     return len(todo)
@@ -167,18 +174,17 @@ def with_ctc_columns(utts: Any, phones: Any, arrays: dict[str, dict[str, np.ndar
         axis=1,
     )
     u_ids = utts["id"].astype(str)
-    u_block = np.array(
-        [
-            arrays[u]["utterance"] if u in arrays else [np.nan] * len(UTTERANCE_COLUMNS)
-            for u in u_ids
-        ],
-        dtype=float,
-    )
-    u_block = u_block.reshape(len(utts), len(UTTERANCE_COLUMNS))
+    names = [*UTTERANCE_COLUMNS, *SAID_COLUMNS]
+    u_block = np.full((len(utts), len(names)), np.nan)
+    for i, u in enumerate(u_ids):
+        if u in arrays:
+            u_block[i, : len(UTTERANCE_COLUMNS)] = arrays[u]["utterance"]
+            if "said" in arrays[u]:
+                u_block[i, len(UTTERANCE_COLUMNS) :] = arrays[u]["said"]
     utts = pd.concat(
         [
-            utts.drop(columns=list(UTTERANCE_COLUMNS), errors="ignore"),
-            pd.DataFrame(u_block, columns=list(UTTERANCE_COLUMNS), index=utts.index),
+            utts.drop(columns=names, errors="ignore"),
+            pd.DataFrame(u_block, columns=names, index=utts.index),
         ],
         axis=1,
     )

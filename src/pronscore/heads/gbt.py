@@ -95,6 +95,9 @@ class GbtConfig:
     # the utterance trees read summaries of the word and phone trees' predictions
     # (heads/tables.prediction_context; cross-fitted over the training speakers)
     stacked: bool = False
+    # the levels whose trees also learn from the channel copies of the training readings
+    # (synthetic band-8k / noise rows, their recording's labels)
+    channel_levels: tuple[str, ...] = ()
 
 
 @dataclass
@@ -164,7 +167,7 @@ class GbtHead:
             return found, self.reading_check.reason
         if self.checks is not None:
             ids = set(utts["id"][ok].astype(str))
-            return self.checks.mismatched(phones) & ids, self.checks.reason
+            return self.checks.mismatched(phones, utts) & ids, self.checks.reason
         return set(), ""
 
     def phone_vectors(self, split: SplitFeatures) -> np.ndarray | None:

@@ -257,10 +257,16 @@ def cross_validate(
     *,
     log: Callable[[str], None] = print,
     fitter: FitPredict | None = None,
+    copies: SplitFeatures | None = None,
 ) -> CvResult:
     """K-fold CV of ``kind`` on ``data`` for every model seed; see the module docstring.
 
     ``fitter`` replaces the kind's trainer (same signature as :func:`fit_predict`'s result).
+    ``copies``: channel copies of ``data``'s recordings (``pronscore negatives --kinds
+    band-8k,noise``). Each fold scores the copies of its own recordings beside them (cv.json
+    ``channels``: per kind, :func:`~pronscore.evaluation.metrics.channel_stability` against
+    the clean out-of-fold predictions), and with ``recipe.channel_copies`` the copies of the
+    training speakers' recordings join the training rows (never the validation speakers').
     """
     from pronscore.training.gop_baselines import labels_from_features, speaker_meta
 
@@ -269,14 +275,20 @@ def cross_validate(
     plans = plan_folds(utts, opts)
     fit = fitter or fit_predict(kind, opts, log=lambda *_: None)
     folds, repeats, rows, oofs = [], [], [], []
+    copy_oof: dict[str, Assessment] = {}
     cpu0 = time.process_time()
     for seed in opts.seeds:
         oof: dict[str, Assessment] = {}
         for p in plans:
-            test_ids = _ids_of(utts, p.test)
-            train, val = data.subset(_ids_of(utts, p.train)), data.subset(_ids_of(utts, p.val))
+            test_ids, train_ids = _ids_of(utts, p.test), _ids_of(utts, p.train)
+            train, val = data.subset(train_ids), data.subset(_ids_of(utts, p.val))
+            test = data.subset(test_ids)
+            if copies is not None:
+                test = _with_copies(test, copies, test_ids)
+                if opts.recipe.channel_levels():
+                    train = _with_copies(train, copies, train_ids)
             t0 = time.process_time()
-            fitted = fit(train, val, data.subset(test_ids), seed)
+            fitted = fit(train, val, test, seed)
             if not isinstance(fitted, FoldFit):
                 fitted = FoldFit(fitted)
             hyps = fitted.predictions
@@ -285,6 +297,8 @@ def cross_validate(
                 raise RuntimeError(f"fold {p.fold}: no prediction for {sorted(missing)[:3]}")
             cpu = time.process_time() - t0
             oof.update({i: hyps[i] for i in test_ids})
+            if copies is not None and seed == opts.seeds[0]:
+                copy_oof.update({i: a for i, a in hyps.items() if "#" in i})
             rows.extend((seed, p.fold, i, hyps[i]) for i in test_ids)
             m = evaluate_assessments(
                 {i: refs[i] for i in test_ids}, hyps, meta, n_boot=opts.bootstrap
@@ -316,7 +330,44 @@ def cross_validate(
         metrics["pooled_mean"] = evaluate_seeds(refs, oofs, n_boot=opts.bootstrap)
     if opts.ensemble:
         metrics.update(_ensemble(refs, meta, oofs, plans, utts, opts, rows))
+    if copies is not None:
+        metrics["channels"] = _channels(copies, copy_oof, oofs[0], refs)
     return CvResult(metrics, rows)
+
+
+def _with_copies(split: SplitFeatures, copies: SplitFeatures, ids: Sequence[str]) -> SplitFeatures:
+    """``split`` followed by the copies of its recordings ``ids``."""
+    from pronscore.features.extract import concat_features
+    from pronscore.training.negatives import source_ids
+
+    cu = copies.utterances
+    mine = cu["id"][source_ids(cu["id"]).isin(set(ids)).to_numpy()]
+    return concat_features([split, copies.subset(mine.astype(str))])
+
+
+def _channels(
+    copies: SplitFeatures,
+    predicted: Mapping[str, Assessment],
+    clean: Mapping[str, Assessment],
+    refs: Mapping[str, Assessment],
+) -> dict[str, Any]:
+    """cv.json ``channels``: per kind of copy, its out-of-fold predictions against the clean
+    out-of-fold predictions of the same recordings (the first seed's) and the experts."""
+    from pronscore.evaluation.metrics import channel_stability
+    from pronscore.training.negatives import source_ids
+
+    cu = copies.utterances
+    ids, kinds = cu["id"].astype(str), cu["synthetic"].astype(str)
+    out = {}
+    for kind in sorted(set(kinds)):
+        pairs = [(i, s) for i, s, k in zip(ids, source_ids(ids), kinds, strict=True)
+                 if k == kind and i in predicted and s in clean]  # fmt: skip
+        out[kind] = channel_stability(
+            [clean[s] for _, s in pairs],
+            [predicted[i] for i, _ in pairs],
+            [refs[s].utterance.total for _, s in pairs],
+        )
+    return out
 
 
 def _ensemble(refs, meta, oofs, plans, utts, opts: CvOptions, rows: list) -> dict[str, Any]:

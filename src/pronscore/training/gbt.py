@@ -153,11 +153,16 @@ def fit_gbt(
     head = GbtHead(config, encoder=encoder, recogniser=recogniser)
     if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
+    copies = None
     if "synthetic" in train.utterances:  # synthetic rows train the checks, not the trees
         _fit_checks(head, train, log)
+        if config.channel_levels:  # ... except channel copies, where asked
+            copies = _tables(score_rows(train, channels=True), config)
         train = score_rows(train)
     fit = _LevelFit(config, sizes, log)
     tr_tabs = _tables(train, config)
+    for level in config.channel_levels if copies else ():
+        tr_tabs[level] = copies[level]
     dev_tabs = _tables(dev, config) if dev is not None else {}
     for level in ("word", "phone"):
         if level in tr_tabs:
@@ -366,7 +371,8 @@ def _speaker_of(utts: pd.DataFrame) -> pd.Series:
 def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) -> EncoderChecks:
     """Thresholds at the set quantiles of the training readings' cross-fitted ``p_enc_lpp``
     (the CTC recogniser's out-of-fold ``p_ctc_sf`` when the features have it): per reading,
-    and per word experts scored >= 8."""
+    and per word experts scored >= 8; with the recogniser's read extent, the margin per phone
+    within which the readings' prefixes explain their audio (``said_margin_within``)."""
     p = train.phones
     column = "p_ctc_sf" if "p_ctc_sf" in p else "p_enc_lpp"
     q = replace(checks or EncoderChecks(0.0, 0.0), column=column)
@@ -375,8 +381,15 @@ def encoder_checks(train: SplitFeatures, checks: EncoderChecks | None = None) ->
     per_word = values.groupby([p["id"].astype(str), p["word_index"]]).mean()
     acc = train.words.set_index([train.words["id"].astype(str), "word_index"])["y_accuracy"]
     good = per_word[acc.reindex(per_word.index).to_numpy() >= 8].dropna()
+    margins = train.utterances.get("ctc_said_margin")
+    margins = None if margins is None else margins.dropna()
     return replace(
         q,
         utterance_below=float(np.quantile(per_utt, q.utterance_quantile)),
         word_below=float(np.quantile(good, q.word_quantile)) if len(good) else -np.inf,
+        said_margin_within=(
+            float(np.quantile(margins, q.said_margin_quantile))
+            if margins is not None and len(margins)
+            else None
+        ),
     )

@@ -503,8 +503,9 @@ def with_negatives(
     return concat_features(splits)
 
 
-def score_rows(train: SplitFeatures) -> SplitFeatures:
-    """The rows the score models learn from: the human-labelled readings.
+def score_rows(train: SplitFeatures, *, channels: bool = False) -> SplitFeatures:
+    """The rows the score models learn from: the human-labelled readings, and with
+    ``channels`` their channel copies (``band-8k`` / ``noise``: the same labels, other audio).
 
     Synthetic rows teach the checks only: as score targets, negatives cost dev PCC (train
     only, 4,520 other-text + substitute rows: utterance total 0.766 -> 0.753, word accuracy
@@ -512,7 +513,16 @@ def score_rows(train: SplitFeatures) -> SplitFeatures:
     utts = train.utterances
     if "synthetic" not in utts:
         return train
-    return train.subset(utts["id"][utts["synthetic"].isna().to_numpy()].astype(str))
+    keep = utts["synthetic"].isna()
+    if channels:
+        keep |= utts["synthetic"].isin(list(CHANNEL))
+    return train.subset(utts["id"][keep.to_numpy()].astype(str))
+
+
+def source_ids(ids: pd.Series) -> pd.Series:
+    """The recording each row id was made from: ``<id>`` of ``<id>#noise`` (a human row's id:
+    itself)."""
+    return ids.astype(str).str.split("#").str[0]
 
 
 def replaced_words(split: SplitFeatures) -> np.ndarray:
@@ -525,7 +535,7 @@ def replaced_words(split: SplitFeatures) -> np.ndarray:
     ids = w["id"].astype(str)
     sub = ids.map(kind).eq("substitute").to_numpy()
     source = w.set_index([ids, w["word_index"]])["text"]
-    keys = pd.MultiIndex.from_arrays([ids.str.split("#").str[0], w["word_index"]])
+    keys = pd.MultiIndex.from_arrays([source_ids(ids), w["word_index"]])
     before = source.reindex(keys).to_numpy()
     if sub.any() and pd.isna(before[sub]).any():
         raise CorpusError("substitute rows without their source utterance", field="id")

@@ -22,6 +22,17 @@ class Recipe:
     # 5-fold speaker CV of the default, utterance total 0.801 -> 0.799, accuracy 0.775 ->
     # 0.779, total down in 3 of 5 folds; docs/results_cv_stacked.md)
     stacked: bool = False
+    # the channel copies among the training rows (``pronscore negatives --kinds band-8k,noise``)
+    # train the utterance trees too, with their recording's human labels -- and with
+    # channel_copies_words the word and phone trees (5-fold CV of the default: 8 kHz copies'
+    # total PCC with clean 0.881 -> 0.950, noise 0.878 -> 0.936, but clean utterance total
+    # 0.801 -> 0.792, word 0.641 -> 0.608, phone 0.611 -> 0.584; docs/results_channels.md)
+    channel_copies: bool = False
+    channel_copies_words: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channel_copies_words and not self.channel_copies:
+            raise ValueError(f"{flag('channel_copies_words')} needs {flag('channel_copies')}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Recipe:
@@ -35,7 +46,14 @@ class Recipe:
             "phone_scorer": self.phone_scorer,
             "min_rounds": MIN_ROUNDS if self.round_floor else 0,
             "stacked": self.stacked,
+            "channel_levels": self.channel_levels(),
         }
+
+    def channel_levels(self) -> tuple[str, ...]:
+        """The tree levels the channel copies train."""
+        if not self.channel_copies:
+            return ()
+        return ("utterance", "word", "phone") if self.channel_copies_words else ("utterance",)
 
     def cv_flags(self) -> str:
         """`` --frame-vectors ...``: the flags ``pronscore cv gop-gbt`` needs for it."""
@@ -56,4 +74,5 @@ def flag(name: str) -> str:
 
 
 SHIPPED = Recipe()  # the shipped default's recipe
-GOP_ONLY = Recipe(False, False, False, False)  # the feature tables alone, trees early-stopped only
+# the feature tables alone, trees early-stopped only
+GOP_ONLY = Recipe(False, False, False, False, False, False)
