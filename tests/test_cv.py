@@ -354,6 +354,8 @@ def test_cli_cv_takes_channel_copies_and_refuses_other_rows(splits, tmp_path, ca
     assert main([*argv, "--copies", "ch", "--channel-copies", "--out", str(tmp_path / "c")]) == 0
     cv = json.loads((tmp_path / "c" / "cv.json").read_text())
     assert cv["channels"]["noise"]["n"] == 140 and cv["copies"] == ["ch"]
+    rows = [json.loads(line) for line in (tmp_path / "c" / "copies.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(copies.utterances["id"])
     from pronscore.evaluation.cv_report import cv_command
 
     assert cv_command({**cv, "features_dir": "F"}).endswith(

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     result.metrics.update(
         {"features_dir": str(args.features), "splits": splits, "copies": copy_splits}
     )
-    write_cv_dir(args.out, result.metrics, result.predictions)
+    write_cv_dir(args.out, result.metrics, result.predictions, result.copies)
     return 0
 
 
@@ -120,9 +120,10 @@ def load_copies(features_dir: str, splits: list[str]):
     return concat_features(parts)
 
 
-def write_cv_dir(out: str, metrics: dict, predictions) -> None:
-    """CV_DIR/cv.json and predictions.jsonl (id, seed, fold, assessment), atomically; prints
-    the summary."""
+def write_cv_dir(out: str, metrics: dict, predictions, copies=None) -> None:
+    """CV_DIR/cv.json and predictions.jsonl (id, seed, fold, assessment), with channel copies
+    their out-of-fold assessments in copies.jsonl (id, assessment), atomically; prints the
+    summary."""
     from pronscore.atomic import replace_dir
     from pronscore.evaluation.metrics import format_table
 
@@ -133,6 +134,9 @@ def write_cv_dir(out: str, metrics: dict, predictions) -> None:
             for seed, fold, uid, a in predictions
         )
         (tmp / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if copies:
+            rows = (json.dumps({"id": uid, **a.to_dict()}) for uid, a in copies.items())
+            (tmp / "copies.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
     print(summary(metrics, format_table))
     print(f"cross-validation written to {out}")
 

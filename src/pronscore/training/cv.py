@@ -248,6 +248,7 @@ class CvResult:
 
     metrics: dict[str, Any]
     predictions: list[tuple[int | str, int, str, Assessment]]
+    copies: dict[str, Assessment] = field(default_factory=dict)  # channel copies, first seed
 
 
 def cross_validate(
@@ -332,7 +333,7 @@ def cross_validate(
         metrics.update(_ensemble(refs, meta, oofs, plans, utts, opts, rows))
     if copies is not None:
         metrics["channels"] = _channels(copies, copy_oof, oofs[0], refs)
-    return CvResult(metrics, rows)
+    return CvResult(metrics, rows, copy_oof)
 
 
 def _with_copies(split: SplitFeatures, copies: SplitFeatures, ids: Sequence[str]) -> SplitFeatures:
