@@ -53,6 +53,8 @@ def test_the_recipes_set_the_floor() -> None:
     assert every.cv_flags() == " --channel-copies --channel-copies-words"
     with pytest.raises(ValueError, match="--channel-copies-words needs --channel-copies"):
         replace(GOP_ONLY, channel_copies_words=True)
+    with pytest.raises(ValueError, match="--stacked and --channel-copies do not go together"):
+        replace(copies, stacked=True)
 
 
 def test_a_model_saved_before_the_floor_loads_without_it(tmp_path: Path) -> None:

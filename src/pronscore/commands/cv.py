@@ -141,13 +141,12 @@ def write_cv_dir(out: str, metrics: dict, predictions, copies=None) -> None:
     print(f"cross-validation written to {out}")
 
 
-def _pcc(m: dict) -> str:
-    v = m.get("utterance", {}).get("total", {}).get("pcc")
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _pcc(m: dict) -> str:
+    return _num(m.get("utterance", {}).get("total", {}).get("pcc"))
 
 
 def summary(metrics: dict, format_table) -> str:

@@ -56,10 +56,11 @@ DESCRIPTIONS = {
     "p_ctc_peak": "CTC recogniser: log of the phone's highest posterior over its span",
     "u_ctc_per": "CTC recogniser: phone error rate of its greedy decoding vs the text",
     "u_ctc_ll": "CTC recogniser: log-likelihood of the canonical phones, per phone",
-    "said_words": "CTC recogniser: read words in the prefix of the text that explains the "
+    "ctc_said_words": "CTC recogniser: read words in the prefix of the text that explains the "
     "audio best",
-    "said_margin": "CTC recogniser: best single path minus that prefix's log-likelihood, per phone",
-    "said_sf": "CTC recogniser: mean p_ctc_sf of that prefix's phones over the prefix alone",
+    "ctc_said_margin": "CTC recogniser: best single path minus that prefix's log-likelihood, "
+    "per phone",
+    "ctc_said_sf": "CTC recogniser: mean p_ctc_sf of that prefix's phones over the prefix alone",
 }
 _CHUNK = 16  # positions per batched forward: bounds memory at T x 16*40 x 40 floats
 
@@ -112,9 +113,11 @@ def _alternatives_ll(log_probs: np.ndarray, targets: list[int]) -> np.ndarray:
 
 
 def _shares(alts: np.ndarray, targets: Sequence[int]) -> np.ndarray:
-    """Per position: log share of its canonical phone among the alternatives (``alts`` rows)."""
+    """Per position: log share of its canonical phone among the alternatives (``alts`` rows;
+    NaN where no alternative fits the audio)."""
     total = np.logaddexp.reduce(alts, axis=1)
-    return alts[np.arange(len(targets)), list(targets)] - total
+    with np.errstate(invalid="ignore"):  # -inf - -inf: no path at all
+        return alts[np.arange(len(targets)), list(targets)] - total
 
 
 def read_extent(
@@ -189,11 +192,11 @@ def ctc_phone_columns(
     alts = np.full((n, lp.shape[1] if lp.ndim == 2 else 1), -np.inf)
     if said and lp.shape[0]:
         alts[read] = _alternatives_ll(lp, said)
+        cols["p_ctc_sf"][read] = _shares(alts[read], said)
     for i, tok in enumerate(targets):
         total = np.logaddexp.reduce(alts[i])
         if np.isfinite(total):
             rival = np.delete(alts[i], [BLANK, tok]).max()
-            cols["p_ctc_sf"][i] = alts[i, tok] - total
             cols["p_ctc_del"][i] = alts[i, BLANK] - total
             cols["p_ctc_rival"][i] = rival - total
             best = int(np.argmax(alts[i, 1:])) + 1

@@ -299,7 +299,8 @@ def cross_validate(
             cpu = time.process_time() - t0
             oof.update({i: hyps[i] for i in test_ids})
             if copies is not None and seed == opts.seeds[0]:
-                copy_oof.update({i: a for i, a in hyps.items() if "#" in i})
+                scored = set(test_ids)
+                copy_oof.update({i: a for i, a in hyps.items() if i not in scored})
             rows.extend((seed, p.fold, i, hyps[i]) for i in test_ids)
             m = evaluate_assessments(
                 {i: refs[i] for i in test_ids}, hyps, meta, n_boot=opts.bootstrap

@@ -153,16 +153,16 @@ def fit_gbt(
     head = GbtHead(config, encoder=encoder, recogniser=recogniser)
     if train.phone_vectors is not None or config.frame_vectors:
         train, dev = _with_classifier(head, train, dev, log)
-    copies = None
+    copies: dict = {}
     if "synthetic" in train.utterances:  # synthetic rows train the checks, not the trees
         _fit_checks(head, train, log)
         if config.channel_levels:  # ... except channel copies, where asked
-            copies = _tables(score_rows(train, channels=True), config)
+            levels = tuple(v for v in config.levels if v in config.channel_levels)
+            copies = _tables(score_rows(train, channels=True), replace(config, levels=levels))
         train = score_rows(train)
     fit = _LevelFit(config, sizes, log)
     tr_tabs = _tables(train, config)
-    for level in config.channel_levels if copies else ():
-        tr_tabs[level] = copies[level]
+    tr_tabs.update(copies)
     dev_tabs = _tables(dev, config) if dev is not None else {}
     for level in ("word", "phone"):
         if level in tr_tabs:

@@ -33,6 +33,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.channel_copies_words and not self.channel_copies:
             raise ValueError(f"{flag('channel_copies_words')} needs {flag('channel_copies')}")
+        if self.stacked and self.channel_copies:  # the cross-fitted context reads human rows
+            raise ValueError(f"{flag('stacked')} and {flag('channel_copies')} do not go together")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Recipe:
