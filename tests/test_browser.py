@@ -110,6 +110,8 @@ def _rendered(driver) -> dict:
                     .map(e => getComputedStyle(e).backgroundColor),
           message: document.getElementById('message').textContent,
           reason: document.getElementById('reason').textContent,
+          fromWords: document.getElementById('from-words').hidden ? null
+                     : document.getElementById('from-words').textContent,
         };"""
     )
 
@@ -143,6 +145,9 @@ def test_upload_a_real_utterance_and_read_the_scores(
     assert len(page["phones"]) == 10 and all(0.0 <= float(s) <= 2.0 for s in page["phones"])
     assert all(c.startswith("rgb(") for c in page["colours"])  # coloured by score
     assert page["message"] == "Done."
+    # why the sentence sits below its words, from the shipped model's words-to-sentence line
+    assert page["fromWords"].startswith("From the words alone the sentence gets ")
+    assert "(experts rate a sentence below its words)" in page["fromWords"]
 
 
 def test_record_from_the_microphone_and_score(browser, base_url: str) -> None:

@@ -127,7 +127,8 @@ def test_a_refit_repeats_the_ensemble_its_cross_validation_measured() -> None:
     from pronscore.errors import CorpusError
     from pronscore.training.recipe import SHIPPED
 
-    options = {"frame_vectors": True, "phone_scorer": True, "round_floor": True}
+    options = {"frame_vectors": True, "phone_scorer": True, "round_floor": True,
+               "channel_copies": True, "channel_gate": True}  # fmt: skip
     fold = {"selection": {"utterance/y_total": {"num_leaves": 7, "rounds": 120}}}
     cv = {"kind": "gop-gbt", "folds": [fold], "options": {**options, "seeds": [1, 2, 3]}}
     assert _refit_sizes(cv, "cv", SHIPPED, 1) == {

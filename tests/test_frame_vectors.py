@@ -108,12 +108,17 @@ def test_refit_refuses_a_cross_validation_of_another_recipe() -> None:
     cv = {"kind": "gop-gbt", "options": {"frame_vectors": True}, "folds": [fold]}
     with pytest.raises(CorpusError, match="refit with --no-phone-scorer"):
         _refit_sizes(cv, "runs/cv-x", Recipe())
-    measured = Recipe(phone_scorer=False, round_floor=False)
+    measured = Recipe(phone_scorer=False, round_floor=False, channel_copies=False,
+                      channel_gate=False)  # fmt: skip
     assert _refit_sizes(cv, "runs/cv-x", measured) == {
         "phone/y_score": {"num_leaves": 7, "rounds": 50}
     }
-    assert Recipe().cv_flags() == " --frame-vectors --phone-scorer --round-floor"
-    assert measured.train_flags() == " --no-phone-scorer --no-round-floor"
+    assert Recipe().cv_flags() == (
+        " --frame-vectors --phone-scorer --round-floor --channel-copies --channel-gate"
+    )
+    assert measured.train_flags() == (
+        " --no-phone-scorer --no-round-floor --no-channel-copies --no-channel-gate"
+    )
 
 
 def test_frames_without_time_pool_to_nan_rows_in_a_split(tmp_path: Path) -> None:
@@ -145,6 +150,7 @@ def test_recipe_flags_default_to_the_shipped_recipe_in_train_and_to_gop_only_in_
     cv = parse("cv", "gop-gbt", "--features", "f", "--out", "o")
     assert from_args(train) == SHIPPED and not SHIPPED.stacked
     assert from_args(cv) == GOP_ONLY
-    stacked = Recipe(stacked=True)
+    stacked = Recipe(stacked=True, channel_copies=False, channel_gate=False)
     assert stacked.cv_flags() == " --frame-vectors --phone-scorer --round-floor --stacked"
-    assert stacked.train_flags() == " --stacked" and SHIPPED.train_flags() == ""
+    assert stacked.train_flags() == " --stacked --no-channel-copies --no-channel-gate"
+    assert SHIPPED.train_flags() == ""

@@ -42,8 +42,11 @@ def test_the_recipes_set_the_floor() -> None:
     assert SHIPPED.gbt_options()["min_rounds"] == MIN_ROUNDS == 100
     assert GOP_ONLY.gbt_options() == {"frame_vectors": False, "phone_scorer": False,
                                       "min_rounds": 0, "stacked": False,
-                                      "channel_levels": ()}  # fmt: skip
-    assert SHIPPED.cv_flags() == " --frame-vectors --phone-scorer --round-floor"
+                                      "channel_levels": (), "channel_gate": False}  # fmt: skip
+    assert SHIPPED.cv_flags() == (
+        " --frame-vectors --phone-scorer --round-floor --channel-copies --channel-gate"
+    )
+    assert SHIPPED.gbt_options()["channel_levels"] == ("utterance",)
     from dataclasses import replace
 
     copies = replace(GOP_ONLY, channel_copies=True)
@@ -55,6 +58,10 @@ def test_the_recipes_set_the_floor() -> None:
         replace(GOP_ONLY, channel_copies_words=True)
     with pytest.raises(ValueError, match="--stacked and --channel-copies do not go together"):
         replace(copies, stacked=True)
+    gated = replace(copies, channel_gate=True)
+    assert gated.gbt_options()["channel_gate"] and gated.cv_flags().endswith(" --channel-gate")
+    with pytest.raises(ValueError, match="not --channel-copies-words"):
+        replace(every, channel_gate=True)
 
 
 def test_a_model_saved_before_the_floor_loads_without_it(tmp_path: Path) -> None:

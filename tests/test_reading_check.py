@@ -150,3 +150,72 @@ def test_substituted_words_train_the_word_check(data) -> None:
     assert sum(bool(f) for f in good) <= 0.1 * len(good)
     with pytest.raises(Exception, match="source utterance"):
         replaced_words(_substitute(train))  # the sources must be there to tell what changed
+
+
+def _channel(split, shift: float = -2.0):
+    """Each utterance again as ``<id>#noise``: every log posterior ``shift`` lower, the same
+    labels (the same reading through a worse channel)."""
+    u, w, p = split.utterances.copy(), split.words.copy(), split.phones.copy()
+    for df in (u, w, p):
+        df["id"] = df["id"] + "#noise"
+    u["synthetic"] = "noise"
+    p[["p_lpp", "p_gop_forced"]] += shift
+    u["u_lpp_mean"] += shift
+    w["w_lpp_mean"] += shift
+    return type(split)(u, w, p, split.frames_dir)
+
+
+def test_a_channel_gate_saves_and_weighs_the_two_sets_of_utterance_trees(data, tmp_path) -> None:
+    train, _, _, dev = data
+    both = concat_features([train, _channel(train)])
+    config = dc_replace(CONFIG, channel_levels=("utterance",), channel_gate=True)
+    head, _ = fit_gbt(both, dev, config, log=lambda _: None)
+    plain, _ = fit_gbt(train, dev, CONFIG, log=lambda _: None)
+    assert head.channel_check is not None and head.channel_check.level == "channel"
+    assert head.reading_check is None  # copies are readings: no other texts to learn from
+    assert {n for n in head.boosters if n.startswith("channel/")} == {
+        f"channel/{n.split('/')[1]}" for n in plain.boosters if n.startswith("utterance/")
+    }
+    for name, booster in plain.boosters.items():  # the clean trees are the plain model's
+        assert head.boosters[name].model_to_string() == booster.model_to_string(), name
+    stats = head.extra["channel_check"]
+    assert stats["noise_caught"] >= 0.9 and stats["human_flagged"] <= 0.1
+    clean, noisy = head.predict_features(dev), head.predict_features(_channel(dev))
+    alone = plain.predict_features(dev)
+    near = [abs(clean[u].utterance.total - alone[u].utterance.total) < 0.05 for u in clean]
+    assert np.mean(near) >= 0.9  # clean speech: the clean trees
+    assert [a.words for a in clean.values()] == [a.words for a in alone.values()]
+
+    # the copy's scores move less from the clean reading's than the plain trees' do
+    def moved(got):
+        return np.mean(
+            [abs(got[f"{u}#noise"].utterance.total - clean[u].utterance.total) for u in clean]
+        )
+
+    assert moved(noisy) < moved(plain.predict_features(_channel(dev)))
+
+    head.save_pretrained(tmp_path / "gated")
+    loaded = GbtHead.from_pretrained(tmp_path / "gated")
+    assert loaded.config.channel_gate and loaded.channel_check.threshold == 0.5
+    assert loaded.predict_features(_channel(dev)) == noisy
+
+
+def test_another_text_is_scored_by_the_clean_trees_not_forgiven_as_a_channel(data) -> None:
+    train, other, _, dev = data
+    config = dc_replace(CONFIG, channel_levels=("utterance",), channel_gate=True)
+    head, _ = fit_gbt(concat_features([train, _channel(train), other]), dev, config,
+                      log=lambda _: None)  # fmt: skip
+    assert head.reading_check is not None and head.channel_check is not None
+    wrong = _kind(make_split(20, seed=5, prefix="w"), "other-text", lpp_shift=-8.0)
+    got = head.predict_features(wrong)
+    caught = [uid for uid, a in got.items() if a.status == "mismatch"]
+    assert len(caught) >= 18
+    # with the gate off (the clean trees alone) the caught readings score the same
+    clean_only = dc_replace(head, channel_check=None).predict_features(wrong)
+    for uid in caught:
+        assert got[uid].utterance == clean_only[uid].utterance
+    # while the gate does move readings of the text through a worse channel
+    noisy = _channel(dev)
+    moved = head.predict_features(noisy)
+    alone = dc_replace(head, channel_check=None).predict_features(noisy)
+    assert any(moved[u].utterance != alone[u].utterance for u in moved)

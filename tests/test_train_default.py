@@ -87,3 +87,23 @@ def test_model_card_reports_the_checks_trained_on_synthetic_rows() -> None:
     assert "96.5% of other texts caught, 2.0% of the readings and 1.1% of readings cut" in card
     assert "79.0% of replaced words flagged, 2.0% of words experts rated >= 8" in card
     assert "synthetic rows" not in model_card(level, 2260, checks=checks)  # none: no checks
+
+
+def test_the_card_of_a_gated_refit_says_how_the_copies_are_made_and_used() -> None:
+    from pronscore.commands.train_default import model_card
+    from pronscore.training.recipe import SHIPPED
+
+    m = {"pcc": 0.8, "ci95": [0.7, 0.9], "mse": 1.0, "n": 10}
+    level = {"utterance": {"total": m}, "word": {"accuracy": m}, "phone": {"accuracy": m}}
+    checks = {"channel_check": {"human_flagged": 0.131, "band-8k_caught": 0.907,
+                                "noise_caught": 0.9996}}  # fmt: skip
+    card = model_card(level, 2500, 11772, refit=True, recipe=SHIPPED, checks=checks)
+    assert "Channel gate: the utterance scores mix two sets of trees" in card
+    assert "13.1% of the readings, 90.7% of their 8 kHz and 100.0% of their noisy copies" in card
+    # the copies exist before the cross-validation that scores and trains on them
+    steps = card[card.index("## Reproduce") :]
+    assert steps.index("--split dev --name dev_ch") < steps.index("pronscore cv gop-gbt")
+    assert "--channel-copies --channel-gate --copies train_ch,dev_ch" in steps
+    assert "--negatives data/feats:train_ch --negatives data/feats:dev_ch" in steps
+    plain = model_card(level, 2260, 11292, recipe=SHIPPED, checks=checks)
+    assert "data/feats:dev_ch" not in plain  # dev selects: its copies train nothing

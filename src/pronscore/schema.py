@@ -56,7 +56,10 @@ class PhoneAssessment:
 @dataclass(frozen=True)
 class WordAssessment:
     """One word: 0-10 accuracy / stress / total, its phones, a mispronunciation flag and
-    whether it was read (``"read"`` / ``"omitted"``; ``None`` when not known)."""
+    whether it was read (``"read"`` / ``"omitted"``; ``None`` when not known).
+
+    ``sentence_cost``: points of the sentence accuracy its words give (``Assessment.from_words``)
+    that this word costs against one read without error (:mod:`pronscore.levels`)."""
 
     text: str
     accuracy: Score = None
@@ -65,6 +68,7 @@ class WordAssessment:
     phones: tuple[PhoneAssessment, ...] = ()
     mispronounced: bool | None = None
     status: str | None = None
+    sentence_cost: Score = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,7 @@ class WordAssessment:
             "total": self.total,
             "mispronounced": self.mispronounced,
             "status": self.status,
+            "sentence_cost": self.sentence_cost,
             "phones": [p.to_dict() for p in self.phones],
         }
 
@@ -88,6 +93,7 @@ class WordAssessment:
             phones=tuple(PhoneAssessment.from_dict(p) for p in d.get("phones") or ()),
             mispronounced=None if flag is None else bool(flag),
             status=None if d.get("status") is None else str(d["status"]),
+            sentence_cost=_opt_float(d.get("sentence_cost")),
         )
 
 
@@ -118,7 +124,9 @@ class Assessment:
     scores kept);
     ``reason`` says what went wrong (for example a failed alignment on silence) so callers can
     show it instead of silently low scores. ``inserted`` lists the spans (start, end in s) of
-    extra speech: repeated or added words that belong to no word of the text.
+    extra speech: repeated or added words that belong to no word of the text. ``from_words``:
+    the sentence accuracy its words' accuracies alone give on the experts' scale
+    (:mod:`pronscore.levels`; the experts rate a sentence below its words), beside the model's.
     """
 
     utterance: UtteranceScores = field(default_factory=UtteranceScores)
@@ -126,6 +134,7 @@ class Assessment:
     status: str = "ok"
     reason: str | None = None
     inserted: tuple[tuple[float, float], ...] = ()
+    from_words: Score = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +143,7 @@ class Assessment:
             "status": self.status,
             "reason": self.reason,
             "inserted": [list(span) for span in self.inserted],
+            "from_words": self.from_words,
         }
 
     @classmethod
@@ -144,6 +154,7 @@ class Assessment:
             status=str(d.get("status", "ok")),
             reason=d.get("reason"),
             inserted=tuple((float(a), float(b)) for a, b in d.get("inserted") or ()),
+            from_words=_opt_float(d.get("from_words")),
         )
 
     @property

@@ -62,6 +62,7 @@ from pronscore.features.extract import (
     extractor_config_of,
     feature_frame,
 )
+from pronscore.levels import WordsToSentence
 from pronscore.runs import load_predictor, read_run_config
 from pronscore.schema import Assessment, PhoneAssessment, UtteranceScores, WordAssessment
 from pronscore.text import Lexicon, Pronunciation
@@ -106,18 +107,28 @@ class ScorerConfig:
     # below the phone threshold. The one place this policy lives, for score and evaluate.
     mispronounced_word_below: float = 6.0
     mispronounced_phone_below: float = 1.0
+    # the sentence accuracy its words give, and each word's cost to it (pronscore.levels),
+    # fitted on the training labels; None: not reported
+    words_to_sentence: WordsToSentence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["extractor"] = self.extractor.to_dict()
+        if self.words_to_sentence is not None:
+            d["words_to_sentence"] = self.words_to_sentence.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScorerConfig:
         d = dict(d)
         ex = ExtractorConfig.from_dict(d.pop("extractor", {}))
+        line = d.pop("words_to_sentence", None)
         known = {f for f in cls.__dataclass_fields__ if f != "extractor"}
-        return cls(extractor=ex, **{k: v for k, v in d.items() if k in known})
+        return cls(
+            extractor=ex,
+            words_to_sentence=None if line is None else WordsToSentence.from_dict(line),
+            **{k: v for k, v in d.items() if k in known},
+        )
 
 
 def features_scorer_config(features_dir: str | os.PathLike) -> ScorerConfig | None:
@@ -377,9 +388,11 @@ class Scorer:
             note = "pronunciation guessed (not in any lexicon) for: " + ", ".join(guessed)
             reason = f"{reason}; {note}" if reason else note
         inserted = _inserted(feats)
-        return Assessment(
+        out = Assessment(
             utterance=utt, words=tuple(words), status=hyp.status, reason=reason, inserted=inserted
         )
+        line = self.config.words_to_sentence
+        return out if line is None else line.explain(out)
 
     def _word(
         self,

@@ -1,5 +1,5 @@
 """``--frame-vectors`` / ``--phone-scorer`` / ``--round-floor`` / ``--stacked`` /
-``--channel-copies`` / ``--channel-copies-words``
+``--channel-copies`` / ``--channel-copies-words`` / ``--channel-gate``
 (:class:`pronscore.training.recipe.Recipe`), shared by ``cv`` (off by default: the GOP features
 alone) and ``train default`` (the shipped recipe by default)."""
 
@@ -25,6 +25,9 @@ HELP = {
     "utterance trees with their recording's labels",
     "channel_copies_words": "gop-gbt, with --channel-copies: the copies train the word and "
     "phone trees too",
+    "channel_gate": "gop-gbt, with --channel-copies: keep the utterance trees of the clean "
+    "readings too, and a channel gate (copies against readings) that weighs the two sets per "
+    "recording",
 }
 
 

@@ -139,12 +139,29 @@ def format_assessment(a: Assessment, *, color: bool = False, header: str | None 
     if a.inserted:
         spans = ", ".join(f"{s:.2f}-{e:.2f} s" for s, e in a.inserted)
         lines.append(f"extra speech (not in the text): {spans}")
+    if (why := _from_words(a)) is not None:
+        lines += ["", why]
     lines.append("")
     lines.append(
         "scores: utterance and word 0-10, phone 0-2 (Speechocean762); * mispronounced; "
         "(X?) sounded like X"
     )
     return "\n".join(lines)
+
+
+def _from_words(a: Assessment, most: int = 3) -> str | None:
+    """Why the sentence sits below its words: the accuracy its words alone give on the
+    experts' scale, and the words that cost it most (pronscore.levels)."""
+    if a.from_words is None:
+        return None
+    costly = sorted((w for w in a.words if w.sentence_cost), key=lambda w: -w.sentence_cost)
+    worst = ", ".join(f"{w.text} -{w.sentence_cost:.1f}" for w in costly[:most] if
+                      w.sentence_cost >= 0.05)  # fmt: skip
+    return (
+        f"sentence accuracy from the words alone: {a.from_words:.1f} (experts rate a sentence "
+        "below its words: a word at 8 is already an error)"
+        + (f"; costing most: {worst}" if worst else "")
+    )
 
 
 # ---------------------------------------------------------------------- batches

@@ -117,7 +117,9 @@ def _train_head(
     from pronscore.features.extract import concat_features, load_features
     from pronscore.heads.ensemble import EnsembleHead
     from pronscore.heads.gbt import CHECKS, GbtConfig
+    from pronscore.levels import fit_words_to_sentence
     from pronscore.training.gbt import fit_gbt
+    from pronscore.training.gop_baselines import labels_from_features
     from pronscore.training.negatives import with_negatives
 
     train = load_features(features_dir, "train")
@@ -155,7 +157,10 @@ def _train_head(
         names = tuple(f"seed-{seed + k}" for k in range(members))
         extra.update(members_dev_pcc=dev_pccs, seeds=[seed + k for k in range(members)])
         EnsembleHead(tuple(heads), names, extra).save_pretrained(out)
-    return {**extra, **checks, "encoder": spec, "recogniser": recogniser is not None}
+    # the experts' sentence accuracy from their word accuracies, over the same readings
+    line = fit_words_to_sentence(labels_from_features(train).values())
+    return {**extra, **checks, "encoder": spec, "recogniser": recogniser is not None,
+            "words_to_sentence": line}  # fmt: skip
 
 
 def train_default(
@@ -204,6 +209,7 @@ def train_default(
 
     with replace_dir(out) as model:
         extra = _train_head(feats, model, seed, negatives, encoder_name, sizes, recipe, members)
+        config = replace(config, words_to_sentence=extra["words_to_sentence"])
         atomic_write_text(model / SCORER_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
         shutil.copyfile(packaged_lexicon(), model / LEXICON_FILE)
 
@@ -245,6 +251,13 @@ def _checks_text(checks: dict[str, dict[str, float]]) -> str:
         parts.append(
             f" Word check: {_pct(w, 'replaced_caught')} of replaced words flagged, "
             f"{_pct(w, 'good_flagged')} of words experts rated >= 8."
+        )
+    if g := checks.get("channel_check"):
+        parts.append(
+            f" Channel gate (weighs the utterance trees of clean readings against those trained "
+            f"with 8 kHz and noisy copies): {_pct(g, 'human_flagged')} of the readings, "
+            f"{_pct(g, 'band-8k_caught')} of their 8 kHz and {_pct(g, 'noise_caught')} of their "
+            "noisy copies at P >= 0.5."
         )
     return "".join(parts)
 
@@ -370,10 +383,17 @@ def model_card(
             groups.append(f"{g} utterance total PCC {_row(m).split(' | ')[0]}")
     table = "\n".join(rows)
     sub = "; ".join(groups) or "n/a"
+    gated = (
+        ", and whose 8 kHz and noisy copies (the recordings' own labels) also train the channel"
+        " gate and its utterance trees."
+        if (checks or {}).get("channel_check")
+        else "."
+    )
     neg = (
         f" Plus {n_negatives} synthetic rows made from the train split's recordings (`pronscore"
         " negatives`: the audio against another utterance's text, with words replaced, cut"
-        " short, at 8 kHz and in noise) that train only the reading and word checks."
+        " short, at 8 kHz and in noise) that train only the reading and word checks"
+        + gated
         + _checks_text(checks or {})
         if n_negatives
         else ""
@@ -486,15 +506,26 @@ def model_card(
         if members > 1
         else ""
     )
-    more = ("", " --kinds truncated --name train_cut", " --kinds band-8k,noise --name train_ch")
+    gate = (
+        "\n- Channel gate: the utterance scores mix two sets of trees, those trained on the\n"
+        "  readings and those trained with their 8 kHz and noisy copies (`channel__*.txt`), by\n"
+        "  P(degraded channel) from a binary LightGBM (`channel_check.txt`), so that a phone\n"
+        "  line or a noisy room moves the sentence scores less (docs/results_channels.md)."
+        if checks and checks.get("channel_check")
+        else ""
+    )
+    more = ["", " --kinds truncated --name train_cut", " --kinds band-8k,noise --name train_ch"]
+    names = ["train_neg", "train_cut", "train_ch"]
+    copies = recipe.channel_copies and n_negatives
+    if copies:  # the cross-validation scores and trains on the copies of every speaker
+        more.append(" --kinds band-8k,noise --split dev --name dev_ch")
+        fv_flag += " --copies train_ch,dev_ch"
+        names += ["dev_ch"] if refit else []  # dev is a training split only in the refit
     neg_cmds = "".join(
         f"\n    pronscore negatives data/so762 --out {fdir}{m}" for m in more
     ) if n_negatives else ""  # fmt: skip
     neg_flags = (
-        f" \\\n        --negatives {fdir}:train_neg --negatives {fdir}:train_cut"
-        f" --negatives {fdir}:train_ch"
-        if n_negatives
-        else ""
+        " \\\n        " + " ".join(f"--negatives {fdir}:{n}" for n in names) if n_negatives else ""
     )
     return f"""# pronscore {name} scorer
 
@@ -516,7 +547,7 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
   Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, {heard},
   when that is another phone.
 {enc_model}{frame_model}- Head: LightGBM gradient-boosted trees on all features (kind
-  `{HEAD_KIND}`, text model files + JSON config, no pickles).{ensemble}
+  `{HEAD_KIND}`, text model files + JSON config, no pickles).{gate}{ensemble}
 - Pronunciations: the Speechocean762 lexicon (`lexicon.txt`, CC BY 4.0), then CMUdict, then
   a rule-based letter-to-sound fallback (flagged in the result's `reason`).
 
@@ -560,8 +591,8 @@ Wang 2021, Table 2); 0.742 for GOPT (Kaldi GOP + transformer).
 ## Reproduce
 
     pronscore prepare ../shared/data/speechocean762 --out data/so762
-    {feats_cmd}
-    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}{fv_flag}{neg_cmds}
+    {feats_cmd}{neg_cmds}
+    pronscore cv gop-gbt --features {fdir} --folds 5 --out runs/cv-{name}{fv_flag}
     pronscore train default --data data/so762 --features {fdir} --out runs/{name} --jobs 2 \\
         --cv runs/cv-{name}{" --refit" if refit else ""}{no_fv}{enc_flag}{neg_flags}
 

@@ -9,6 +9,8 @@ The JSON layout (kept stable; independent evaluation reads it)::
      "subgroups": {"child": {<same three levels>, "n_utterances": n}, "adult": ..., "male": ...,
                    "female": ...},
      "consistency": {"n": k, "predicted": {"outside": share, "below_all": share},
+                     (with the sentence figure the words give, "from_words": {"n", "pcc_human",
+                     "pcc_served", "within_1"}),
                      "labels": {...}}}
 
 Bootstrap CIs resample *utterances* (with all their words and phones), so correlated words of
@@ -168,11 +170,24 @@ def level_consistency(refs: Sequence[Assessment], hyps: Sequence[Assessment]) ->
     def share(side: int, k: int) -> float | None:
         return None if not n else sum(p[side][k] for p in pairs) / n
 
-    return {
+    out = {
         "n": n,
         "predicted": {"outside": share(1, 0), "below_all": share(1, 1)},
         "labels": {"outside": share(0, 0), "below_all": share(0, 1)},
     }
+    explained = [(r.utterance.accuracy, h.utterance.accuracy, h.from_words)
+                 for r, h in zip(refs, hyps, strict=True)
+                 if h.status == "ok" and h.from_words is not None
+                 and None not in (r.utterance.accuracy, h.utterance.accuracy)]  # fmt: skip
+    if explained:  # the sentence figure the words give (pronscore.levels), beside the model's
+        human, served, words = (np.asarray(v, float) for v in zip(*explained, strict=True))
+        out["from_words"] = {
+            "n": len(explained),
+            "pcc_human": pearson(human, words),
+            "pcc_served": pearson(served, words),
+            "within_1": float(np.mean(np.abs(served - words) <= 1.0)),
+        }
+    return out
 
 
 def channel_stability(

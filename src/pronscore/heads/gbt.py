@@ -50,7 +50,8 @@ if TYPE_CHECKING:  # torch: imported only by heads that have a recogniser
 
 KIND = "gop-gbt"
 RECOGNISER_DIR = "phone_ctc"  # the CTC phone recogniser whose columns the trees read
-CHECKS = ("reading_check", "word_check")  # GbtHead fields and config.json keys
+CHECKS = ("reading_check", "word_check", "channel_check")  # GbtHead fields, config.json keys
+CHANNEL_LEVEL = "channel"  # boosters of the utterance targets trained with the channel copies
 
 
 def import_lightgbm() -> ModuleType:
@@ -98,6 +99,9 @@ class GbtConfig:
     # the levels whose trees also learn from the channel copies of the training readings
     # (synthetic band-8k / noise rows, their recording's labels)
     channel_levels: tuple[str, ...] = ()
+    # the utterance trees trained on the clean readings stay; those trained with the copies are
+    # the ``channel/<target>`` boosters, mixed in by the channel gate's probability
+    channel_gate: bool = False
 
 
 @dataclass
@@ -116,6 +120,7 @@ class GbtHead:
     scorer: PhoneScorer | None = None  # GbtConfig.phone_scorer
     reading_check: ReadingCheck | None = None  # another text? (trained with negatives)
     word_check: ReadingCheck | None = None  # another word? (trained with substitutes)
+    channel_check: ReadingCheck | None = None  # a degraded channel? (GbtConfig.channel_gate)
     # makes the p_ctc_* / u_ctc_* columns from the encoder's frames (features/ctc_gop.py)
     recogniser: PhoneRecogniser | None = None
 
@@ -152,9 +157,28 @@ class GbtHead:
             u_tab = with_prediction_context(
                 u_tab, prediction_context(words, w_pred, phones, p_pred)
             )
-        u_pred = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
+        u_pred = self._utterance_scores(u_tab, mismatched)
         out = assemble(utts, words, phones, u_pred, w_pred, p_pred, flagged)
         return {uid: another_text(a) if uid in mismatched else a for uid, a in out.items()}
+
+    def _utterance_scores(
+        self, u_tab: pd.DataFrame, mismatched: set[str]
+    ) -> dict[str, np.ndarray | None]:
+        """Per utterance aspect, the clean readings' trees -- with a channel gate, mixed with the
+        channel copies' trees by the gate's P(degraded channel): each set keeps what it is best
+        at (5-fold CV: docs/results_channels.md). A reading the reading check calls another text
+        gets the clean trees alone: its text, not the channel, explains why it sounds unlike
+        it, and the copies' trees learnt to forgive that."""
+        clean = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
+        if self.channel_check is None or not len(u_tab):
+            return clean
+        other = u_tab.index.astype(str).isin(list(mismatched))
+        w = np.where(other, 0.0, self.channel_check.probabilities(u_tab))
+        out = {}
+        for a, c in clean.items():
+            ch = self._predict(CHANNEL_LEVEL, u_tab, f"y_{a}")
+            out[a] = c if c is None or ch is None else (1.0 - w) * c + w * ch
+        return out
 
     def _mismatched(
         self, utts: pd.DataFrame, phones: pd.DataFrame, u_tab: pd.DataFrame

@@ -10,6 +10,9 @@ given another sentence they score it as a (poor) reading, and a word replaced by
   ``mismatch``.
 * level ``word`` (the word check): words replaced by other words against the words of the
   training readings; above its threshold a word is flagged mispronounced.
+* level ``channel`` (the channel gate): the channel copies of the training readings (8 kHz,
+  noise) against the readings; its probability weighs the utterance trees trained on clean
+  readings against those trained with the copies (:class:`pronscore.heads.gbt.GbtHead`).
 
 Thresholds are set on the training readings' out-of-fold probabilities. Saved as
 ``<level>_check.txt`` (LightGBM text models, no pickle) plus entries in the head's
@@ -27,7 +30,7 @@ import pandas as pd
 
 from pronscore.errors import ModelError
 
-LEVELS = ("utterance", "word")
+LEVELS = ("utterance", "word", "channel")
 
 
 @dataclass
@@ -50,7 +53,8 @@ class ReadingCheck:
         )
 
     def probabilities(self, table: pd.DataFrame) -> np.ndarray:
-        """P(another text) per row of an utterance design matrix."""
+        """P(another text) -- for the channel gate P(a degraded channel) -- per row of a
+        design matrix."""
         x = table.reindex(columns=self.features).to_numpy(dtype="float64")
         return self.booster.predict(x, num_threads=1)
 

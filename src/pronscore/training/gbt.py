@@ -17,7 +17,13 @@ from pronscore.errors import CorpusError
 from pronscore.evaluation.metrics import pearson
 from pronscore.features.encoder import EncoderSpec
 from pronscore.features.extract import SplitFeatures
-from pronscore.heads.gbt import GbtConfig, GbtHead, import_lightgbm, with_columns
+from pronscore.heads.gbt import (
+    CHANNEL_LEVEL,
+    GbtConfig,
+    GbtHead,
+    import_lightgbm,
+    with_columns,
+)
 from pronscore.heads.phone_classifier import EncoderChecks
 from pronscore.heads.reading_check import ReadingCheck
 from pronscore.heads.tables import (
@@ -42,6 +48,7 @@ from pronscore.training.reading_check import (
     MIN_CHECK_ROWS,
     CheckOptions,
     check_labels,
+    fit_channel_gate,
     fit_reading_check,
     fit_word_check,
 )
@@ -158,12 +165,25 @@ def fit_gbt(
         _fit_checks(head, train, log)
         if config.channel_levels:  # ... except channel copies, where asked
             levels = tuple(v for v in config.levels if v in config.channel_levels)
-            copies = _tables(score_rows(train, channels=True), replace(config, levels=levels))
+            with_copies = score_rows(train, channels=True)
+            copies = _tables(with_copies, replace(config, levels=levels))
+            if config.channel_gate and "utterance" in copies:
+                head.channel_check = _utterance_check(
+                    head,
+                    with_copies,
+                    copies["utterance"][0],
+                    fit_channel_gate,
+                    "channel_check",
+                    log,
+                )
+                copies = {CHANNEL_LEVEL: copies.pop("utterance"), **copies}
         train = score_rows(train)
     fit = _LevelFit(config, sizes, log)
     tr_tabs = _tables(train, config)
     tr_tabs.update(copies)
     dev_tabs = _tables(dev, config) if dev is not None else {}
+    if CHANNEL_LEVEL in tr_tabs:  # selected on the clean validation readings, as the clean trees
+        fit.level(head, CHANNEL_LEVEL, tr_tabs.pop(CHANNEL_LEVEL), dev_tabs.get("utterance"))
     for level in ("word", "phone"):
         if level in tr_tabs:
             fit.level(head, level, tr_tabs[level], dev_tabs.get(level))
@@ -179,7 +199,12 @@ def fit_gbt(
     return head, fit.dev_pcc
 
 
-TARGETS = {"utterance": UTT_TARGETS, "word": WORD_TARGETS, "phone": (PHONE_TARGET,)}
+TARGETS = {
+    "utterance": UTT_TARGETS,
+    CHANNEL_LEVEL: UTT_TARGETS,
+    "word": WORD_TARGETS,
+    "phone": (PHONE_TARGET,),
+}
 CROSS_FIT_GROUPS = 4  # speaker groups for the stacked utterance trees' training columns
 
 
@@ -334,13 +359,20 @@ def _reading_check(head: GbtHead, rows: SplitFeatures, log) -> ReadingCheck:
     """The reading check on the rows it learns from (:func:`check_labels`: readings and
     other-text rows; the phone rows already carry the head's cross-fitted classifier
     columns)."""
+    table = utterance_table(rows.utterances, rows.words, rows.phones, head.config.feature_set)
+    return _utterance_check(head, rows, table, fit_reading_check, "reading_check", log)
+
+
+def _utterance_check(head: GbtHead, rows: SplitFeatures, table, fit, key: str, log) -> ReadingCheck:
+    """``fit`` (:func:`fit_reading_check`, :func:`fit_channel_gate`) on the utterance design
+    matrix ``table`` of ``rows``, out of fold over their speakers; its rates go to
+    ``head.extra[key]``."""
     u = rows.utterances
-    table = utterance_table(u, rows.words, rows.phones, head.config.feature_set)
     groups = _speaker_of(u).reindex(u["id"].astype(str)).to_numpy()
     opts = CheckOptions(seed=head.config.seed, threads=head.config.threads)
-    check, stats = fit_reading_check(table, u["synthetic"].to_numpy(), groups, opts)
-    head.extra["reading_check"] = stats
-    log(f"reading check (out of fold): {stats}")
+    check, stats = fit(table, u["synthetic"].to_numpy(), groups, opts)
+    head.extra[key] = stats
+    log(f"{key.replace('_', ' ')} (out of fold): {stats}")
     return check
 
 

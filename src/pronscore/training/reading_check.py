@@ -7,6 +7,10 @@ recording against another utterance's words). Its threshold is the ``1 - flag_sh
 of the human readings' out-of-fold probabilities (speaker groups), so that about
 ``flag_share`` of unseen right readings are called a mismatch.
 
+Channel gate: the channel copies of the human readings against the readings; its probability
+weighs two sets of utterance trees (:class:`pronscore.heads.gbt.GbtHead`), so it has no
+threshold of its own (0.5 in the logged rates).
+
 Word check: the words of the human readings against the words that ``substitute`` rows put in
 place of the spoken ones; its threshold flags ``flag_share`` of the words experts rated >= 8.
 """
@@ -146,3 +150,23 @@ def fit_word_check(
     rates = flag_rates(oof, check.threshold, replaced_caught=replaced, good_flagged=good,
                        other_words_flagged=~replaced & ~good)  # fmt: skip
     return check, rates
+
+
+def fit_channel_gate(
+    table: pd.DataFrame,
+    kind: np.ndarray,
+    groups: np.ndarray,
+    opts: CheckOptions = CheckOptions(),
+) -> tuple[ReadingCheck, dict[str, float]]:
+    """The channel gate from an utterance design matrix whose rows are human readings
+    (``kind`` None / NaN) and their channel copies (``kind`` in :data:`CHANNEL`). Returns it and
+    its out-of-fold rates at P >= 0.5 (copies caught per kind, readings called degraded)."""
+    kind = pd.Series(kind, dtype=object)
+    copy, human = kind.isin(list(CHANNEL)).to_numpy(), kind.isna().to_numpy()
+    use = copy | human
+    gate, oof = fit_check(table[use], copy[use], human[use], groups[use],
+                          replace(opts, exclude=()), "channel")  # fmt: skip
+    gate = replace(gate, threshold=0.5, flag_share=float((oof[human[use]] >= 0.5).mean()))
+    caught = {f"{k}_caught": kind[use].eq(k).to_numpy() for k in CHANNEL}
+    rates = flag_rates(oof, 0.5, human_flagged=human[use], **caught)
+    return gate, rates

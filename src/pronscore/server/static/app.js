@@ -164,6 +164,18 @@ function render(a) {
     utt.append(card);
   }
 
+  // why the sentence sits below its words: what the words alone give it (pronscore.levels)
+  const why = $("from-words");
+  why.hidden = a.from_words === null || a.from_words === undefined;
+  if (!why.hidden) {
+    const costly = a.words.filter((w) => (w.sentence_cost ?? 0) >= 0.05)
+      .sort((x, y) => y.sentence_cost - x.sentence_cost).slice(0, 3)
+      .map((w) => `${w.text.toLowerCase()} −${w.sentence_cost.toFixed(1)}`);
+    why.textContent = `From the words alone the sentence gets ${fmt(a.from_words)} ` +
+      "(experts rate a sentence below its words)" +
+      (costly.length ? `; costing most: ${costly.join(", ")}` : "");
+  }
+
   const words = $("words");
   words.replaceChildren();
   for (const w of a.words) {
