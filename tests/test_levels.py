@@ -72,3 +72,11 @@ def test_evaluation_reports_how_well_the_words_explain_the_sentence() -> None:
     assert got["within_1"] == pytest.approx(2 / 3)  # words 7.0, 6.0, 8.8: 4.5 is 1.5 off
     assert got["pcc_served"] > 0.9
     assert "from_words" not in level_consistency(refs, refs)
+
+
+def test_the_table_says_when_the_recording_sounds_like_a_poor_channel() -> None:
+    a = Assessment(utterance=UtteranceScores(accuracy=6.0), channel=0.995)
+    assert "sounds like a phone line or a noisy room (P 0.99" in format_assessment(a)
+    assert "phone line" not in format_assessment(Assessment(channel=0.5))
+    assert "phone line" not in format_assessment(Assessment())  # no gate: nothing said
+    assert Assessment.from_dict(json.loads(json.dumps(a.to_dict()))) == a

@@ -194,6 +194,11 @@ def test_a_channel_gate_saves_and_weighs_the_two_sets_of_utterance_trees(data, t
 
     assert moved(noisy) < moved(plain.predict_features(_channel(dev)))
 
+    # the gate's P comes with each assessment: low for the readings, high for their copies
+    assert np.mean([a.channel < 0.5 for a in clean.values()]) >= 0.9
+    assert np.mean([a.channel >= 0.5 for a in noisy.values()]) >= 0.9
+    assert all(a.channel is None for a in alone.values())  # no gate, no P
+
     head.save_pretrained(tmp_path / "gated")
     loaded = GbtHead.from_pretrained(tmp_path / "gated")
     assert loaded.config.channel_gate and loaded.channel_check.threshold == 0.5

@@ -127,6 +127,8 @@ class Assessment:
     extra speech: repeated or added words that belong to no word of the text. ``from_words``:
     the sentence accuracy its words' accuracies alone give on the experts' scale
     (:mod:`pronscore.levels`; the experts rate a sentence below its words), beside the model's.
+    ``channel``: P(the recording went through a degraded channel: a phone line, noise), from a
+    model with a channel gate (``None`` without one).
     """
 
     utterance: UtteranceScores = field(default_factory=UtteranceScores)
@@ -135,6 +137,7 @@ class Assessment:
     reason: str | None = None
     inserted: tuple[tuple[float, float], ...] = ()
     from_words: Score = None
+    channel: Score = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,7 @@ class Assessment:
             "reason": self.reason,
             "inserted": [list(span) for span in self.inserted],
             "from_words": self.from_words,
+            "channel": self.channel,
         }
 
     @classmethod
@@ -155,6 +159,7 @@ class Assessment:
             reason=d.get("reason"),
             inserted=tuple((float(a), float(b)) for a, b in d.get("inserted") or ()),
             from_words=_opt_float(d.get("from_words")),
+            channel=_opt_float(d.get("channel")),
         )
 
     @property

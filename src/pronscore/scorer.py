@@ -389,7 +389,12 @@ class Scorer:
             reason = f"{reason}; {note}" if reason else note
         inserted = _inserted(feats)
         out = Assessment(
-            utterance=utt, words=tuple(words), status=hyp.status, reason=reason, inserted=inserted
+            utterance=utt,
+            words=tuple(words),
+            status=hyp.status,
+            reason=reason,
+            inserted=inserted,
+            channel=hyp.channel,
         )
         line = self.config.words_to_sentence
         return out if line is None else line.explain(out)

@@ -157,28 +157,32 @@ class GbtHead:
             u_tab = with_prediction_context(
                 u_tab, prediction_context(words, w_pred, phones, p_pred)
             )
-        u_pred = self._utterance_scores(u_tab, mismatched)
+        u_pred, channel = self._utterance_scores(u_tab, mismatched)
         out = assemble(utts, words, phones, u_pred, w_pred, p_pred, flagged)
+        if channel is not None:
+            out = {uid: dc_replace(a, channel=round(float(channel[uid]), 4))
+                   for uid, a in out.items()}  # fmt: skip
         return {uid: another_text(a) if uid in mismatched else a for uid, a in out.items()}
 
     def _utterance_scores(
         self, u_tab: pd.DataFrame, mismatched: set[str]
-    ) -> dict[str, np.ndarray | None]:
+    ) -> tuple[dict[str, np.ndarray | None], pd.Series | None]:
         """Per utterance aspect, the clean readings' trees -- with a channel gate, mixed with the
         channel copies' trees by the gate's P(degraded channel): each set keeps what it is best
         at (5-fold CV: docs/results_channels.md). A reading the reading check calls another text
         gets the clean trees alone: its text, not the channel, explains why it sounds unlike
-        it, and the copies' trees learnt to forgive that."""
+        it, and the copies' trees learnt to forgive that. Also returns the gate's P per id."""
         clean = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         if self.channel_check is None or not len(u_tab):
-            return clean
+            return clean, None
+        p = self.channel_check.probabilities(u_tab)
         other = u_tab.index.astype(str).isin(list(mismatched))
-        w = np.where(other, 0.0, self.channel_check.probabilities(u_tab))
+        w = np.where(other, 0.0, p)
         out = {}
         for a, c in clean.items():
             ch = self._predict(CHANNEL_LEVEL, u_tab, f"y_{a}")
             out[a] = c if c is None or ch is None else (1.0 - w) * c + w * ch
-        return out
+        return out, pd.Series(p, index=u_tab.index.astype(str))
 
     def _mismatched(
         self, utts: pd.DataFrame, phones: pd.DataFrame, u_tab: pd.DataFrame
