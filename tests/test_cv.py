@@ -333,10 +333,10 @@ def test_cv_scores_channel_copies_out_of_fold_and_trains_on_them_only_when_asked
     assert f"| trained | {cells} |" in table
 
 
-def test_a_channel_gate_keeps_the_clean_trees_for_clean_speech_and_the_copies_for_copies(data):
+def test_a_channel_gate_averages_both_sets_for_clean_speech_and_takes_the_copies_for_copies(data):
     from dataclasses import replace as dc_replace
 
-    from pronscore.training.recipe import GOP_ONLY
+    from pronscore.training.recipe import CHANNEL_FLOOR, GOP_ONLY
 
     copies = _copies(data, shift=1.5)
     quiet = lambda *_: None  # noqa: E731
@@ -350,17 +350,18 @@ def test_a_channel_gate_keeps_the_clean_trees_for_clean_speech_and_the_copies_fo
     gated = run(channel_copies=True, channel_gate=True)
     runs = (("clean", clean), ("trained", trained), ("gated", gated))
     totals = {name: {uid: a.utterance.total for _, _, uid, a in r.predictions} for name, r in runs}
-    # a channel every feature reads 1.5 lower is told apart (out of fold, from 60-odd training
-    # readings): the clean readings are scored by the clean trees, their copies by the trees
-    # that learnt from copies
-    near = lambda x, y: np.mean([abs(x[u] - y[u]) < 0.05 for u in x])  # noqa: E731
-    assert near(totals["gated"], totals["clean"]) >= 0.95
-    assert near(totals["gated"], totals["trained"]) < 0.5
     by_copy = {name: {uid: a.utterance.total for uid, a in r.copies.items()} for name, r in runs}
+    # a channel every feature reads 1.5 lower is told apart (out of fold, from 60-odd training
+    # readings): a clean reading gets the copies' trees at their floor weight, a copy those
+    # trees alone
+    near = lambda x, y: np.mean([abs(x[u] - y[u]) < 0.05 for u in x])  # noqa: E731
+    f = CHANNEL_FLOOR
+    floor = {u: (1 - f) * totals["clean"][u] + f * totals["trained"][u] for u in totals["clean"]}
+    assert near(totals["gated"], floor) >= 0.95
     assert near(by_copy["gated"], by_copy["trained"]) >= 0.95
     assert near(by_copy["gated"], by_copy["clean"]) < 0.5
     pcc = lambda r: r.metrics["pooled"]["utterance"]["total"]["pcc"]  # noqa: E731
-    assert pcc(gated) == pytest.approx(pcc(clean), abs=0.01)
+    assert pcc(gated) >= pcc(clean) - 0.005  # no worse on clean speech for the copies' share
     a, g = clean.metrics["channels"]["noise"], gated.metrics["channels"]["noise"]
     assert g["mean_abs_delta"] < a["mean_abs_delta"]
     with pytest.raises(ValueError, match="--channel-gate needs --channel-copies"):

@@ -42,7 +42,8 @@ def test_the_recipes_set_the_floor() -> None:
     assert SHIPPED.gbt_options()["min_rounds"] == MIN_ROUNDS == 100
     assert GOP_ONLY.gbt_options() == {"frame_vectors": False, "phone_scorer": False,
                                       "min_rounds": 0, "stacked": False,
-                                      "channel_levels": (), "channel_gate": False}  # fmt: skip
+                                      "channel_levels": (), "channel_gate": False,
+                                      "channel_floor": 0.0}  # fmt: skip
     assert SHIPPED.cv_flags() == (
         " --frame-vectors --phone-scorer --round-floor --channel-copies --channel-gate"
     )

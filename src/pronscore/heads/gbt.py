@@ -102,6 +102,9 @@ class GbtConfig:
     # the utterance trees trained on the clean readings stay; those trained with the copies are
     # the ``channel/<target>`` boosters, mixed in by the channel gate's probability
     channel_gate: bool = False
+    # the copies' trees' least weight (the gate's P lifts it towards 1): the two sets averaged
+    # also score clean readings better than either alone (docs/results_channels.md)
+    channel_floor: float = 0.0
 
 
 @dataclass
@@ -168,16 +171,18 @@ class GbtHead:
         self, u_tab: pd.DataFrame, mismatched: set[str]
     ) -> tuple[dict[str, np.ndarray | None], pd.Series | None]:
         """Per utterance aspect, the clean readings' trees -- with a channel gate, mixed with the
-        channel copies' trees by the gate's P(degraded channel): each set keeps what it is best
-        at (5-fold CV: docs/results_channels.md). A reading the reading check calls another text
-        gets the clean trees alone: its text, not the channel, explains why it sounds unlike
-        it, and the copies' trees learnt to forgive that. Also returns the gate's P per id."""
+        channel copies' trees at ``floor + (1 - floor) * P(degraded channel)``: each set keeps
+        what it is best at (5-fold CV: docs/results_channels.md). A reading the reading check
+        calls another text gets the clean trees alone: its text, not the channel, explains why
+        it sounds unlike it, and the copies' trees learnt to forgive that. Also returns the
+        gate's P per id."""
         clean = {a: self._predict("utterance", u_tab, f"y_{a}") for a in UTTERANCE_ASPECTS}
         if self.channel_check is None or not len(u_tab):
             return clean, None
         p = self.channel_check.probabilities(u_tab)
         other = u_tab.index.astype(str).isin(list(mismatched))
-        w = np.where(other, 0.0, p)
+        floor = self.config.channel_floor
+        w = np.where(other, 0.0, floor + (1.0 - floor) * p)
         out = {}
         for a, c in clean.items():
             ch = self._predict(CHANNEL_LEVEL, u_tab, f"y_{a}")
