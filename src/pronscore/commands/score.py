@@ -165,9 +165,9 @@ def _from_words(a: Assessment, most: int = 3) -> str | None:
     experts' scale, and the words that cost it most (pronscore.levels)."""
     if a.from_words is None:
         return None
-    costly = sorted((w for w in a.words if w.sentence_cost), key=lambda w: -w.sentence_cost)
-    worst = ", ".join(f"{w.text} -{w.sentence_cost:.1f}" for w in costly[:most] if
-                      w.sentence_cost >= 0.05)  # fmt: skip
+    costly = [w for w in a.words if (w.sentence_cost or 0.0) >= 0.05]  # shows as -0.1 or more
+    costly.sort(key=lambda w: -w.sentence_cost)
+    worst = ", ".join(f"{w.text} -{w.sentence_cost:.1f}" for w in costly[:most])
     return (
         f"sentence accuracy from the words alone: {a.from_words:.1f} (experts rate a sentence "
         "below its words: a word at 8 is already an error)"

@@ -9,7 +9,7 @@ of the human readings' out-of-fold probabilities (speaker groups), so that about
 
 Channel gate: the channel copies of the human readings against the readings; its probability
 weighs two sets of utterance trees (:class:`pronscore.heads.gbt.GbtHead`), so it has no
-threshold of its own (0.5 in the logged rates).
+threshold of its own (:data:`GATE_REPORTED_AT` in the logged rates).
 
 Word check: the words of the human readings against the words that ``substitute`` rows put in
 place of the spoken ones; its threshold flags ``flag_share`` of the words experts rated >= 8.
@@ -33,6 +33,8 @@ READINGS = ("truncated", *CHANNEL)
 LENGTH_COLUMNS = ("u_read_share", "n_phones", "n_words")
 """How much of the text was read: a partial reading has less of it, so it is no evidence."""
 MIN_CHECK_ROWS = 10
+GATE_REPORTED_AT = 0.5
+"""The channel gate's P at which its rates are reported (it weighs trees, it flags nothing)."""
 GOOD_WORD = 8.0
 """Words experts rated this or higher are said right: the word check's false alarms."""
 
@@ -166,7 +168,7 @@ def fit_channel_gate(
     use = copy | human
     gate, oof = fit_check(table[use], copy[use], human[use], groups[use],
                           replace(opts, exclude=()), "channel")  # fmt: skip
-    gate = replace(gate, threshold=0.5, flag_share=float((oof[human[use]] >= 0.5).mean()))
     caught = {f"{k}_caught": kind[use].eq(k).to_numpy() for k in CHANNEL}
-    rates = flag_rates(oof, 0.5, human_flagged=human[use], **caught)
+    rates = flag_rates(oof, GATE_REPORTED_AT, human_flagged=human[use], **caught)
+    gate = replace(gate, threshold=GATE_REPORTED_AT, flag_share=rates["human_flagged"])
     return gate, rates
