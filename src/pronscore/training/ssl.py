@@ -232,14 +232,29 @@ def train_ssl(
     )  # fmt: skip
     trainer.train()
     best = trainer.evaluate()  # every rank: evaluation gathers across processes
-    if not trainer.is_world_process_zero():
-        return {}
-    model = trainer.model.float().cpu().eval()
-    extra = {"data": str(Path(dataset_dir).resolve()), "backbone": backbone,
-             "train": asdict(cfg), **(extra_args or {})}  # fmt: skip
-    metrics = write_run(model, fe, trainer, out, dataset_dir, cfg, best, extra)
-    shutil.rmtree(work, ignore_errors=True)
-    return metrics
+    try:
+        if not trainer.is_world_process_zero():
+            return {}
+        model = trainer.model.float().cpu().eval()
+        extra = {"data": str(Path(dataset_dir).resolve()), "backbone": backbone,
+                 "train": asdict(cfg), **(extra_args or {})}  # fmt: skip
+        metrics = write_run(model, fe, trainer, out, dataset_dir, cfg, best, extra)
+        shutil.rmtree(work, ignore_errors=True)
+        return metrics
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun / accelerate: every rank waits for the others (rank 0 writes the run),
+    then the process group is destroyed. A rank that returned at once and exited with the group
+    alive was aborted at interpreter teardown (SIGABRT: torchrun exit 1 in a clean-clone
+    `make test`, after rank 0 had written the run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _feature_extractor(backbone: str, model: SslScorer, random_init: bool):
