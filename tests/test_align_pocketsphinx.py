@@ -11,6 +11,7 @@ import pytest
 from pronscore.acoustic.pocketsphinx import (
     MODEL_PHONES,
     ModelConfig,
+    PocketsphinxModel,
     default_mdef,
     phone_frame_scores,
     word_name,
@@ -19,7 +20,8 @@ from pronscore.align.base import Alignment
 from pronscore.align.pocketsphinx import PocketsphinxAligner
 from pronscore.align.viterbi import FILLER, _units, viterbi_align
 from pronscore.audio import load_audio
-from pronscore.features.extract import Extractor, extract_utterance
+from pronscore.errors import ModelError
+from pronscore.features.extract import Extractor, ExtractorConfig, extract_utterance
 from pronscore.text import base_phone
 
 UTT = "000010011"  # "WE CALL IT BEAR", 2.58 s
@@ -161,3 +163,43 @@ def test_one_pass_viterbi_agrees_with_pocketsphinx(bear, extractor):
     assert b.ok and [p.phone for p in b.phones] == [p.phone for p in a.phones]
     close = [abs(p.start - q.start) <= 3 for p, q in zip(a.phones, b.phones, strict=True)]
     assert sum(close) >= 0.8 * len(close)
+
+
+@pytest.mark.realdata
+def test_a_frequency_warp_changes_the_scores_not_the_words(bear):
+    """VTLN (``ModelConfig.warp``) reaches pocketsphinx's front end: the same audio scores
+    otherwise, the same words are read, and the config round-trips through meta.json."""
+    samples, words = bear
+    plain = ExtractorConfig(model=ModelConfig(aligner="viterbi"))
+    warped = ExtractorConfig(model=ModelConfig(aligner="viterbi", warp=1.15))
+    a = extract_utterance(samples, words, extractor=Extractor(plain))
+    b = extract_utterance(samples, words, extractor=Extractor(warped))
+    assert a.alignment.ok and b.alignment.ok
+    assert [w.text for w in b.alignment.read_words] == ["WE", "CALL", "IT", "BEAR"]
+    assert a.utterance["u_lpp_mean"] != b.utterance["u_lpp_mean"]
+    assert ExtractorConfig.from_dict(json.loads(json.dumps(warped.to_dict()))) == warped
+    assert ExtractorConfig.from_dict({"model": {"aligner": "viterbi"}}).model.warp is None
+
+
+def test_a_warp_out_of_range_is_refused():
+    with pytest.raises(ModelError, match="warp"):
+        PocketsphinxModel(ModelConfig(warp=0.0))
+
+
+def test_a_warped_decoder_made_after_an_unwarped_one_is_still_warped():
+    """Pocketsphinx keeps its warp in C globals that skip a repeated setting; every decoder
+    sets it, so the order models are made in cannot change a score."""
+    from pathlib import Path
+
+    from pronscore.acoustic.pocketsphinx import samples_to_raw
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "we_call_it_bear.wav"
+    raw = samples_to_raw(load_audio(clip))
+
+    def senones(warp):
+        return PocketsphinxModel(ModelConfig(aligner="viterbi", warp=warp)).senones_and_loop(raw)[0]
+
+    warped, plain = senones(1.3), senones(None)
+    assert not np.array_equal(warped, plain)
+    assert np.array_equal(senones(1.3), warped)  # made after an unwarped decoder
+    assert np.array_equal(senones(1.0), plain)  # 1.0 is no warp

@@ -397,3 +397,20 @@ def test_cli_cv_takes_channel_copies_and_refuses_other_rows(splits, tmp_path, ca
         " --channel-copies --num-leaves 7 --max-rounds 20 --copies ch"
     )
     assert "noise copies: 140" in capsys.readouterr().out
+
+
+def test_the_report_says_how_warped_features_were_made(tmp_path):
+    from pronscore.acoustic.pocketsphinx import ModelConfig
+    from pronscore.evaluation.cv_report import _features_note
+    from pronscore.features.extract import RECOMMENDED, ExtractorConfig, write_meta
+
+    warped = ExtractorConfig(model=ModelConfig(warp=1.2)).to_dict()
+    note = _features_note({"features_dir": "F", "extractor": warped})
+    assert note == " (features: `pronscore features data/so762 --out F --jobs 2 --warp 1.2`)"
+    assert _features_note({"features_dir": str(tmp_path)}) == ""  # no meta.json: unknown
+    write_meta(tmp_path, ExtractorConfig(model=ModelConfig(warp=1.15)))  # an older cv.json
+    assert _features_note({"features_dir": str(tmp_path)}).endswith("--warp 1.15`)")
+    write_meta(tmp_path / "plain", ExtractorConfig())  # made without a warp
+    assert _features_note({"features_dir": str(tmp_path / "plain")}).endswith("--warp none`)")
+    write_meta(tmp_path / "rec", RECOMMENDED)
+    assert _features_note({"features_dir": str(tmp_path / "rec")}) == ""

@@ -252,3 +252,14 @@ def test_features_take_any_aligner_and_its_frame_rate():
     assert [t for p in f.phones for t in (p["start"], p["end"])] == pytest.approx(
         [0, 0.2, 0.2, 0.4]
     )
+
+
+def test_a_features_dir_made_otherwise_says_which_setting_differs(tmp_path):
+    from pronscore.acoustic.pocketsphinx import ModelConfig
+    from pronscore.errors import CorpusError
+    from pronscore.features.extract import ExtractorConfig, write_meta
+
+    write_meta(tmp_path, ExtractorConfig())
+    write_meta(tmp_path, ExtractorConfig())  # the same settings: fine
+    with pytest.raises(CorpusError, match=r"\(model.warp: none here, 1.3 asked\); use a new"):
+        write_meta(tmp_path, ExtractorConfig(model=ModelConfig(warp=1.3)))

@@ -72,6 +72,21 @@ def test_a_refit_model_card_says_dev_is_in_sample_and_how_to_refit() -> None:
     assert "In-sample" not in plain and "--refit" not in plain
 
 
+def test_a_model_card_names_the_frequency_warp_and_rebuilds_with_it() -> None:
+    from pronscore.commands.train_default import model_card
+
+    m = {"pcc": 0.8, "ci95": [0.7, 0.9], "mse": 1.0, "n": 10}
+    level = {"utterance": {"total": m}, "word": {"accuracy": m}, "phone": {"accuracy": m}}
+    card = model_card(level, 2500, refit=True, warp=1.3)  # the recommended warp
+    assert "divides frequencies by 1.3" in card
+    assert "pronscore features data/so762 --out data/feats --jobs 2\n" in card
+    assert "pronscore features data/so762 --out data/feats --jobs 2 --warp 1.2" in model_card(
+        level, 2500, refit=True, warp=1.2
+    )
+    plain = model_card(level, 2500, refit=True)  # features made without a warp
+    assert "--warp none" in plain and "divides frequencies" not in plain
+
+
 def test_model_card_reports_the_checks_trained_on_synthetic_rows() -> None:
     from pronscore.commands.train_default import model_card
 

@@ -240,6 +240,9 @@ class ModelConfig:
     stop_penalty: float | None = 450.0
     """"viterbi" only: at most this for skipping every word up to the end (a reading that
     stopped early); ``None``: ``skip_penalty`` per word."""
+    warp: float | None = None
+    """Vocal-tract length normalisation: the front end's frequency axis is divided by this
+    (pocketsphinx ``warp_type inverse_linear``); ``None``: no warping."""
 
 
 def word_name(phones: Sequence[str]) -> str:
@@ -276,6 +279,8 @@ class PocketsphinxModel:
         self.config = config or ModelConfig()
         if self.config.aligner not in ("pocketsphinx", "viterbi"):
             raise ModelError(f"unknown aligner {self.config.aligner!r}", field="aligner")
+        if self.config.warp is not None and not 0.5 <= self.config.warp <= 2.0:
+            raise ModelError(f"warp {self.config.warp} is outside [0.5, 2]", field="warp")
         self.mdef = default_mdef()
         self._tmp = tempfile.mkdtemp(prefix="pronscore-ps-", dir=_tmp_root())
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
@@ -294,6 +299,10 @@ class PocketsphinxModel:
             "pbeam": self.config.pbeam,
             "wbeam": self.config.wbeam,
             "topn": self.config.topn,
+            # always set: pocketsphinx keeps the warp in C globals, and a decoder made with
+            # none after a warped one leaves the next warped decoder unwarped (measured);
+            # 1.0 is the identity (the same senone scores as no warp, measured)
+            "warp_params": str(1.0 if self.config.warp is None else self.config.warp),
         }
         self._common = common
         self._decoder()  # a bad model or setting is a ModelError now, not at the first score

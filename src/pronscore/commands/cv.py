@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from pronscore.commands import recipe as recipe_option
 from pronscore.commands.lists import ints, names
@@ -64,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pronscore.features.extract import concat_features, load_features
+    from pronscore.features.extract import concat_features, extractor_config_of, load_features
     from pronscore.training.cv import CvOptions, cross_validate
 
     opts = CvOptions(
@@ -94,8 +95,15 @@ def run(args: argparse.Namespace) -> int:
     result = cross_validate(
         args.kind, data, opts, log=lambda m: print(m, file=sys.stderr), copies=copies
     )
+    made = Path(args.features, "meta.json").is_file()  # how its features were made, if known
+    extractor = extractor_config_of(args.features).to_dict() if made else None
     result.metrics.update(
-        {"features_dir": str(args.features), "splits": splits, "copies": copy_splits}
+        {
+            "features_dir": str(args.features),
+            "splits": splits,
+            "copies": copy_splits,
+            "extractor": extractor,
+        }
     )
     write_cv_dir(args.out, result.metrics, result.predictions, result.copies)
     return 0

@@ -40,6 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Gaussians per codebook in each senone score (fewer: faster, coarser)",
     )
     p.add_argument(
+        "--warp",
+        type=_optional_float,
+        default=rec.model.warp,
+        help="vocal-tract length normalisation: divide the front end's frequencies by this "
+        "(e.g. 1.15; 'none': no warping)",
+    )
+    p.add_argument(
         "--level-dbfs",
         type=_optional_float,
         default=rec.level_dbfs,
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.quiet,
         config=ExtractorConfig(
-            model=ModelConfig(aligner=args.aligner, topn=args.topn),
+            model=ModelConfig(aligner=args.aligner, topn=args.topn, warp=args.warp),
             level_dbfs=args.level_dbfs,
             trim_db=args.trim_db,
         ),

@@ -230,6 +230,7 @@ def train_default(
             checks={k: extra[k] for k in CHECKS if k in extra},
             members=members,
             recogniser=extra["recogniser"],
+            warp=config.extractor.model.warp,
         )
         atomic_write_text(model / "README.md", card)
     return metrics
@@ -363,9 +364,13 @@ def model_card(
     checks: dict[str, dict[str, float]] | None = None,
     members: int = 1,
     recogniser: bool = False,
+    warp: float | None = None,
 ) -> str:
     """The model card (README.md) of a shipped scorer (``default``; ``whisper`` when its
-    features had encoder vectors), with its dev (and CV) metrics."""
+    features had encoder vectors), with its dev (and CV) metrics; ``warp``: the front end's
+    frequency warp (``ModelConfig.warp``), if any."""
+    from pronscore.features.extract import warp_flag
+
     name = "whisper" if encoder is not None else "default"
     rows = [
         f"| {level} | {aspect} | {_row(metrics.get(level, {}).get(aspect, {}))} |"
@@ -460,6 +465,12 @@ def model_card(
         f"../shared/models/whisper-base-encoder --layers {','.join(map(str, encoder.layers))}"
         if encoder is not None
         else "pronscore features data/so762 --out data/feats --jobs 2"
+    ) + warp_flag(warp)
+    warped = (
+        f"\n  The front end divides frequencies by {warp:g} (`--warp`, a fixed vocal-tract\n"
+        "  length warp chosen by cross-validation: docs/results_vtln.md)."
+        if warp is not None
+        else ""
     )
     data_text = (
         f"train + dev: all {n_train} labelled utterances of the corpus train part made by\n"
@@ -541,7 +552,7 @@ mispronounced flag, and phone scores (0-2) with times, on the scales of Speechoc
   model's triphone HMMs, with optional silences, skippable words and a garbage path for extra
   speech (words get `status` read / omitted; extra speech is reported as `inserted`).
 - Before alignment the audio is scaled to a speech level of -20 dBFS and leading/trailing
-  silence (35 dB below the speech level) is cut; reported times stay those of the recording.
+  silence (35 dB below the speech level) is cut; reported times stay those of the recording.{warped}
 - Features: goodness of pronunciation per phone (forced score, free phone loop, LPP/LPR
   posteriors), durations, and word/utterance prosody (pauses, rate, F0 and energy statistics).
   Settings in `scorer.json` (`extractor`). A phone scored below 1 also gets `heard`, {heard},

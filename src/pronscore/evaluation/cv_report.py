@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pronscore.errors import CorpusError
+from pronscore.features.extract import extractor_config_of, warp_flag
 from pronscore.heads.ensemble import LEVELS
 from pronscore.training.recipe import Recipe
 
@@ -103,7 +104,10 @@ def render_cv(runs: dict[str, dict[str, Any]], command: str = "") -> str:
     lines += [row(name, cv) for name, cv in runs.items()]
     lines += _channel_table(runs)
     lines += ["", "## How each row was made", ""]
-    lines += [f"- {name}: `{cv_command(cv)}`{_seeds_note(cv)}" for name, cv in runs.items()]
+    lines += [
+        f"- {name}: `{cv_command(cv)}`{_features_note(cv)}{_seeds_note(cv)}"
+        for name, cv in runs.items()
+    ]
     lines += [
         "",
         "FEATURES_DIR from `pronscore features data/so762 --out DIR --jobs 2` (with `--encoder "
@@ -157,6 +161,22 @@ def _seeds_note(cv: dict[str, Any]) -> str:
         if a in alone.get(lvl, {})
     ]
     return f" (the seeds alone, mean PCC: {', '.join(cells)})"
+
+
+def _features_note(cv: dict[str, Any]) -> str:
+    """How the FEATURES_DIR was made when not with the recommended front end (its frequency
+    warp): from the cv.json, else from the FEATURES_DIR's meta.json when it is still there."""
+    extractor = cv.get("extractor")
+    if extractor is None and cv.get("features_dir"):
+        try:
+            extractor = extractor_config_of(cv["features_dir"]).to_dict()
+        except CorpusError:
+            return ""
+    flag = warp_flag(((extractor or {}).get("model") or {}).get("warp")) if extractor else ""
+    if not flag:
+        return ""
+    out = cv.get("features_dir")
+    return f" (features: `pronscore features data/so762 --out {out} --jobs 2{flag}`)"
 
 
 def cv_command(cv: dict[str, Any]) -> str:
